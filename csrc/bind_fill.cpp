@@ -1,0 +1,138 @@
+// Python bindings for the fills: argument conversion only; checks and loops live in
+// buffer.cpp and fill.cpp.
+#include "fastinit/prelude.hpp"
+
+#include <array>
+#include <stdexcept>
+
+#include "fastinit/buffer.hpp"
+#include "fastinit/fill.hpp"
+#include "fastinit/kernel_table.hpp"
+#include "fastinit/lanes_scalar.hpp"
+#include "fastinit/philox.hpp"
+
+namespace fastinit {
+
+namespace {
+
+void require_cpu(const BufferView& b) {
+  // CUDA-host and managed memory are addressable from the CPU.
+  if (b.device_type == 1 || b.device_type == 3 || b.device_type == 13) return;
+  PyErr_SetString(PyExc_BufferError,
+                  ("fastinit: the CPU kernels cannot write to DLPack device type " +
+                   std::to_string(b.device_type) + " (device " + std::to_string(b.device_id) + ")")
+                      .c_str());
+  throw py::error_already_set();
+}
+
+FillParams params_for(const std::string& dist, DType t, const std::vector<double>& p,
+                      uint64_t key, uint64_t stream) {
+  auto need = [&](size_t n) {
+    if (p.size() != n)
+      throw std::invalid_argument("fastinit: " + dist + " takes " + std::to_string(n) + " parameters");
+  };
+  if (dist == "uniform") {
+    need(2);
+    return make_uniform_params(t, p[0], p[1], key, stream);
+  }
+  if (dist == "normal") {
+    need(2);
+    return make_normal_params(t, p[0], p[1], key, stream);
+  }
+  if (dist == "trunc_normal") {
+    need(4);
+    return make_trunc_normal_params(t, p[0], p[1], p[2], p[3], key, stream);
+  }
+  throw std::invalid_argument("fastinit: unknown distribution '" + dist + "'");
+}
+
+}  // namespace
+
+void register_fill(py::module_& m) {
+  m.def(
+      "philox4x32",
+      [](std::array<uint32_t, 4> ctr, std::array<uint32_t, 2> key) {
+        uint32_t c0 = ctr[0], c1 = ctr[1], c2 = ctr[2], c3 = ctr[3];
+        philox4x32_10<ScalarLanes>(c0, c1, c2, c3, key[0], key[1]);
+        return py::make_tuple(c0, c1, c2, c3);
+      },
+      py::arg("counter"), py::arg("key"));
+
+  m.def(
+      "fill",
+      [](py::handle target, const std::string& dist, const std::vector<double>& params,
+         uint64_t key, uint64_t stream, py::object global_shape, py::object global_offset) {
+        BufferView b = acquire_buffer(target);
+        require_cpu(b);
+        const Shard s = make_shard(b, global_shape, global_offset);
+        const FillParams P = params_for(dist, b.dtype, params, key, stream);
+        py::gil_scoped_release nogil;
+        fill_cpu(b, s, P);
+      },
+      py::arg("target"), py::arg("dist"), py::arg("params"), py::arg("key"), py::arg("stream"),
+      py::arg("global_shape") = py::none(), py::arg("global_offset") = py::none());
+
+  m.def(
+      "constant",
+      [](py::handle target, double value) {
+        BufferView b = acquire_buffer(target);
+        require_cpu(b);
+        py::gil_scoped_release nogil;
+        constant_cpu(b, value);
+      },
+      py::arg("target"), py::arg("value"));
+
+  m.def(
+      "scatter_constant",
+      [](py::handle target, double value,
+         const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& indices,
+         py::object global_shape, py::object global_offset) {
+        BufferView b = acquire_buffer(target);
+        require_cpu(b);
+        const Shard s = make_shard(b, global_shape, global_offset);
+        const int64_t* idx = indices.data();
+        const int64_t n = indices.size();
+        py::gil_scoped_release nogil;
+        scatter_constant_cpu(b, s, value, idx, n);
+      },
+      py::arg("target"), py::arg("value"), py::arg("indices"),
+      py::arg("global_shape") = py::none(), py::arg("global_offset") = py::none());
+
+  m.def(
+      "random_words",
+      [](int64_t n, uint64_t key, uint64_t stream, uint64_t offset) {
+        if (n < 0) throw std::invalid_argument("fastinit: n must be >= 0");
+        py::array_t<uint32_t> out(n);
+        uint32_t* o = out.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          for (int64_t i = 0; i < n; ++i) {
+            const uint64_t w = offset + static_cast<uint64_t>(i);
+            const uint64_t block = w >> 2;
+            uint32_t c0 = static_cast<uint32_t>(block), c1 = static_cast<uint32_t>(block >> 32),
+                     c2 = static_cast<uint32_t>(stream), c3 = static_cast<uint32_t>(stream >> 32);
+            philox4x32_10<ScalarLanes>(c0, c1, c2, c3, static_cast<uint32_t>(key),
+                                       static_cast<uint32_t>(key >> 32));
+            const uint32_t words[4] = {c0, c1, c2, c3};
+            o[i] = words[w & 3];
+          }
+        }
+        return out;
+      },
+      py::arg("n"), py::arg("key"), py::arg("stream"), py::arg("offset") = 0);
+
+  m.def("round_to_dtype", [](double x, const std::string& dtype) {
+    for (DType t : {DType::F32, DType::F64, DType::F16, DType::BF16})
+      if (dtype_name(t) == dtype) return round_to_dtype(x, t);
+    throw std::invalid_argument("fastinit: unknown dtype " + dtype);
+  });
+
+  m.def("set_num_threads", &set_num_threads, py::arg("n"));
+  m.def("get_num_threads", &get_num_threads);
+  m.def("get_isa", [] { return std::string(active_kernels().name); });
+  m.def("set_isa", &set_active_isa, py::arg("name"));
+  m.def("compiled_isas", &compiled_isas);
+  m.def("supported_isas", &supported_isas);
+}
+
+}  // namespace fastinit

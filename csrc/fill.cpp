@@ -1,0 +1,367 @@
+#include "fastinit/fill.hpp"
+
+#include <omp.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+#include "fastinit/kernel_table.hpp"
+#include "fastinit/lanes_scalar.hpp"
+#include "fastinit/transforms.hpp"
+
+namespace fastinit {
+
+namespace {
+
+std::atomic<int> g_threads{0};
+
+int threads_now() {
+  int t = g_threads.load(std::memory_order_relaxed);
+  return t > 0 ? t : omp_get_max_threads();
+}
+
+// Buffers larger than the last-level cache are written with non-temporal stores: the data
+// will not be read back soon, and streaming avoids reading each line before overwriting it.
+int64_t nt_threshold_bytes() {
+  static const int64_t v = [] {
+    if (const char* e = std::getenv("FASTINIT_NT_THRESHOLD")) return static_cast<int64_t>(std::atoll(e));
+    long llc = -1;
+#ifdef _SC_LEVEL3_CACHE_SIZE
+    llc = sysconf(_SC_LEVEL3_CACHE_SIZE);
+#endif
+    return static_cast<int64_t>(llc > 0 ? llc : 32L << 20);
+  }();
+  return v;
+}
+
+float bf16_decode(uint32_t h) { return ScalarLanes::from_bits(h << 16); }
+
+float f16_decode(uint32_t h) {
+  const uint32_t sign = h & 0x8000u, e = (h >> 10) & 0x1Fu, m = h & 0x3FFu;
+  float v;
+  if (e == 0) v = std::ldexp(static_cast<float>(m), -24);
+  else if (e == 31) v = m ? std::numeric_limits<float>::quiet_NaN() : std::numeric_limits<float>::infinity();
+  else v = std::ldexp(static_cast<float>(m | 0x400u), static_cast<int>(e) - 25);
+  return sign ? -v : v;
+}
+
+uint32_t bits16(double x, DType t) {
+  const float f = static_cast<float>(x);
+  return t == DType::BF16 ? f32_to_bf16_bits<ScalarLanes>(f) : f32_to_f16_bits<ScalarLanes>(f);
+}
+
+double decode16(uint32_t h, DType t) { return t == DType::BF16 ? bf16_decode(h) : f16_decode(h); }
+
+// The neighbour of a representable value v in the dtype, towards +inf (up) or -inf.
+double step_dtype(double v, DType t, bool up) {
+  const double dir = up ? std::numeric_limits<double>::infinity() : -std::numeric_limits<double>::infinity();
+  if (t == DType::F64) return std::nextafter(v, dir);
+  if (t == DType::F32) return std::nextafterf(static_cast<float>(v), static_cast<float>(dir));
+  if (std::isinf(v) && (v > 0) == up) return v;
+  uint32_t h = bits16(v, t);
+  if (v == 0) h = up ? 0x0001u : 0x8001u;
+  else if ((v > 0) == up) h += 1;  // away from zero
+  else h -= 1;                     // towards zero
+  return decode16(h, t);
+}
+
+double ceil_to_dtype(double x, DType t) {
+  const double c = round_to_dtype(x, t);
+  return c < x ? step_dtype(c, t, true) : c;
+}
+
+double floor_to_dtype(double x, DType t) {
+  const double c = round_to_dtype(x, t);
+  return c > x ? step_dtype(c, t, false) : c;
+}
+
+// Phi(x) for the host-side setup; erfc keeps full relative accuracy in the lower tail.
+double ndtr(double x) { return 0.5 * std::erfc(-x / std::sqrt(2.0)); }
+
+FillParams base_params(Dist d, DType t, uint64_t key, uint64_t stream) {
+  FillParams P{};
+  P.dist = d;
+  P.dtype = t;
+  P.key = key;
+  P.stream = stream;
+  return P;
+}
+
+void set_clamp(FillParams& P, DType t, double lo, double hi, const char* what) {
+  const double lo_c = ceil_to_dtype(lo, t), hi_c = floor_to_dtype(hi, t);
+  if (!(lo_c <= hi_c))
+    throw std::invalid_argument(std::string("fastinit: no ") + dtype_name(t) + " value lies in " +
+                                what + " [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  P.f[2] = static_cast<float>(lo_c);
+  P.f[3] = static_cast<float>(hi_c);
+  P.d[2] = lo_c;
+  P.d[3] = hi_c;
+}
+
+}  // namespace
+
+double round_to_dtype(double x, DType t) {
+  switch (t) {
+    case DType::F64: return x;
+    case DType::F32: return static_cast<double>(static_cast<float>(x));
+    default: return decode16(bits16(x, t), t);
+  }
+}
+
+void encode_value(double x, DType t, void* out) {
+  switch (t) {
+    case DType::F64: std::memcpy(out, &x, 8); return;
+    case DType::F32: {
+      const float f = static_cast<float>(x);
+      std::memcpy(out, &f, 4);
+      return;
+    }
+    default: {
+      const auto h = static_cast<uint16_t>(bits16(x, t));
+      std::memcpy(out, &h, 2);
+    }
+  }
+}
+
+FillParams make_uniform_params(DType t, double low, double high, uint64_t key, uint64_t stream) {
+  if (!std::isfinite(low) || !std::isfinite(high) || !(low <= high))
+    throw std::invalid_argument("fastinit: uniform_ needs finite low <= high");
+  FillParams P = base_params(Dist::Uniform, t, key, stream);
+  P.f[0] = static_cast<float>(low);
+  P.f[1] = static_cast<float>(high - low);
+  P.d[0] = low;
+  P.d[1] = high - low;
+  if (!std::isfinite(P.d[1]) || (t != DType::F64 && !std::isfinite(P.f[1])))
+    throw std::invalid_argument("fastinit: uniform_ range high - low overflows");
+  set_clamp(P, t, low, high, "the uniform range");
+  return P;
+}
+
+FillParams make_normal_params(DType t, double mean, double std, uint64_t key, uint64_t stream) {
+  if (!std::isfinite(mean) || !std::isfinite(std) || std < 0)
+    throw std::invalid_argument("fastinit: normal_ needs a finite mean and a finite std >= 0");
+  FillParams P = base_params(Dist::Normal, t, key, stream);
+  P.f[0] = static_cast<float>(mean);
+  P.f[1] = static_cast<float>(std);
+  P.d[0] = mean;
+  P.d[1] = std;
+  return P;
+}
+
+FillParams make_trunc_normal_params(DType t, double mean, double std, double a, double b,
+                                    uint64_t key, uint64_t stream) {
+  if (!std::isfinite(mean) || !std::isfinite(std) || !(std > 0))
+    throw std::invalid_argument("fastinit: trunc_normal_ needs a finite mean and a finite std > 0");
+  if (std::isnan(a) || std::isnan(b) || !(a < b))
+    throw std::invalid_argument("fastinit: trunc_normal_ needs a < b (got a=" + std::to_string(a) +
+                                ", b=" + std::to_string(b) + ")");
+  FillParams P = base_params(Dist::TruncNormal, t, key, stream);
+  const double alpha = (a - mean) / std, beta = (b - mean) / std;
+  const double pl = ndtr(alpha), qu = ndtr(-beta);
+  // The mass of [alpha, beta], formed from the two small tails where it matters.
+  double mass;
+  if (beta <= 0) mass = ndtr(beta) - pl;
+  else if (alpha >= 0) mass = ndtr(-alpha) - qu;
+  else mass = 1.0 - pl - qu;
+  const bool narrow = t != DType::F64;
+  const double min_mass = narrow ? 0x1p-100 : 0x1p-1000;
+  if (!(mass >= min_mass))
+    throw std::invalid_argument(
+        "fastinit: the truncation interval [" + std::to_string(alpha) + ", " + std::to_string(beta) +
+        "] (in std units) has too little normal probability mass for " + dtype_name(t) +
+        " arithmetic" + (narrow ? "; fill a float64 buffer instead" : ""));
+  P.f[0] = static_cast<float>(mean);
+  P.f[1] = static_cast<float>(std);
+  P.f[4] = static_cast<float>(pl);
+  P.f[5] = static_cast<float>(qu);
+  P.f[6] = static_cast<float>(mass);
+  P.d[0] = mean;
+  P.d[1] = std;
+  P.d[4] = pl;
+  P.d[5] = qu;
+  P.d[6] = mass;
+  set_clamp(P, t, a, b, "the truncation interval");
+  return P;
+}
+
+RunLayout make_layout(const BufferView& b, const Shard& s) {
+  RunLayout L;
+  const int nd = b.ndim();
+  L.total = b.size();
+  std::vector<int64_t> gstride(nd);
+  int64_t g = 1;
+  for (int d = nd - 1; d >= 0; --d) {
+    gstride[d] = g;
+    g *= s.global_shape[d];
+  }
+  for (int d = 0; d < nd; ++d) L.base += s.global_offset[d] * gstride[d];
+  // Keep the dimensions that vary, then merge neighbours that are contiguous both logically
+  // and in memory, so a whole tensor (or a row-block shard) becomes one long run.
+  struct Dim {
+    int64_t n, gs, ms;
+  };
+  std::vector<Dim> dims;
+  for (int d = 0; d < nd; ++d)
+    if (b.shape[d] > 1) dims.push_back({b.shape[d], gstride[d], b.strides[d]});
+  std::vector<Dim> merged;
+  for (const Dim& dm : dims) {
+    if (!merged.empty()) {
+      Dim& o = merged.back();
+      if (o.gs == dm.n * dm.gs && o.ms == dm.n * dm.ms) {
+        o = Dim{o.n * dm.n, dm.gs, dm.ms};
+        continue;
+      }
+    }
+    merged.push_back(dm);
+  }
+  if (merged.empty()) merged.push_back({1, 1, 1});
+  const Dim inner = merged.back();
+  merged.pop_back();
+  L.inner = inner.n;
+  L.inner_gstride = inner.gs;
+  L.inner_mstride = inner.ms;
+  for (const Dim& dm : merged) {
+    L.outer.push_back(dm.n);
+    L.outer_g.push_back(dm.gs);
+    L.outer_m.push_back(dm.ms);
+  }
+  return L;
+}
+
+namespace {
+
+// Splits the runs into chunks of a few hundred thousand elements, hands them to OpenMP
+// threads dynamically, and calls seg(global_start, memory_start, length) for each contiguous
+// piece of a run. Chunks are multiples of 256 elements, so in the contiguous case every chunk
+// starts on a whole SIMD group and no Philox block is generated twice.
+template <class Seg>
+void for_each_segment(const RunLayout& L, int64_t bytes_per_element, const Seg& seg) {
+  const int64_t N = L.total;
+  if (N == 0) return;
+  const int threads = threads_now();
+  int64_t chunk = N / (static_cast<int64_t>(threads) * 8);
+  chunk = std::clamp<int64_t>(chunk, 16384, int64_t{1} << 20);
+  chunk = (chunk + 255) / 256 * 256;
+  const int64_t nchunks = (N + chunk - 1) / chunk;
+  const int use = static_cast<int>(std::min<int64_t>(threads, nchunks));
+  (void)bytes_per_element;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(use) if (use > 1)
+  for (int64_t c = 0; c < nchunks; ++c) {
+    int64_t k = c * chunk;
+    const int64_t kend = std::min(N, k + chunk);
+    while (k < kend) {
+      const int64_t r = k / L.inner, j = k % L.inner;
+      const int64_t len = std::min(L.inner - j, kend - k);
+      int64_t gi = L.base + j * L.inner_gstride, mi = j * L.inner_mstride, rr = r;
+      for (int d = static_cast<int>(L.outer.size()) - 1; d >= 0; --d) {
+        const int64_t idx = rr % L.outer[d];
+        rr /= L.outer[d];
+        gi += idx * L.outer_g[d];
+        mi += idx * L.outer_m[d];
+      }
+      seg(gi, mi, len);
+      k += len;
+    }
+  }
+}
+
+}  // namespace
+
+void fill_cpu(const BufferView& b, const Shard& s, const FillParams& P) {
+  const RunLayout L = make_layout(b, s);
+  const int64_t isz = dtype_size(b.dtype);
+  const KernelTable& kt = active_kernels();
+  const KernelTable& st = scalar_kernels();
+  const bool nt = L.total * isz > nt_threshold_bytes();
+  char* const data = b.data;
+  constexpr int64_t kTmp = 4096;
+  for_each_segment(L, isz, [&](int64_t g, int64_t m, int64_t len) {
+    if (L.inner_gstride == 1 && L.inner_mstride == 1) {
+      kt.fill_range(P, data + m * isz, g, len, nt);
+    } else if (L.inner_gstride == 1) {
+      // Logically contiguous, strided in memory (e.g. a transposed view): generate a piece
+      // contiguously, then scatter it.
+      alignas(64) char tmp[kTmp * 8];
+      for (int64_t o = 0; o < len; o += kTmp) {
+        const int64_t n = std::min(kTmp, len - o);
+        kt.fill_range(P, tmp, g + o, n, false);
+        for (int64_t t = 0; t < n; ++t)
+          std::memcpy(data + (m + (o + t) * L.inner_mstride) * isz, tmp + t * isz, isz);
+      }
+    } else {
+      // Scattered logical positions (a column shard): one element, one Philox block.
+      alignas(64) char tmp[64];
+      for (int64_t t = 0; t < len; ++t) {
+        st.fill_range(P, tmp, g + t * L.inner_gstride, 1, false);
+        std::memcpy(data + (m + t * L.inner_mstride) * isz, tmp, isz);
+      }
+    }
+  });
+}
+
+void constant_cpu(const BufferView& b, double value) {
+  Shard whole{b.shape, std::vector<int64_t>(b.shape.size(), 0)};
+  const RunLayout L = make_layout(b, whole);
+  const int64_t isz = dtype_size(b.dtype);
+  alignas(8) unsigned char pattern[8];
+  encode_value(value, b.dtype, pattern);
+  char* const data = b.data;
+  for_each_segment(L, isz, [&](int64_t, int64_t m, int64_t len) {
+    auto fill_typed = [&](auto tag) {
+      using T = decltype(tag);
+      T v;
+      std::memcpy(&v, pattern, sizeof v);
+      if (L.inner_mstride == 1) {
+        T* p = reinterpret_cast<T*>(data + m * isz);
+        std::fill(p, p + len, v);
+      } else {
+        for (int64_t t = 0; t < len; ++t)
+          std::memcpy(data + (m + t * L.inner_mstride) * isz, &v, sizeof v);
+      }
+    };
+    if (isz == 8) fill_typed(uint64_t{});
+    else if (isz == 4) fill_typed(uint32_t{});
+    else fill_typed(uint16_t{});
+  });
+}
+
+void scatter_constant_cpu(const BufferView& b, const Shard& s, double value,
+                          const int64_t* indices, int64_t count) {
+  const int nd = b.ndim();
+  const int64_t isz = dtype_size(b.dtype);
+  alignas(8) unsigned char pattern[8];
+  encode_value(value, b.dtype, pattern);
+  std::vector<int64_t> idx(nd);
+  for (int64_t i = 0; i < count; ++i) {
+    int64_t k = indices[i];
+    bool inside = k >= 0;
+    for (int d = nd - 1; d >= 0 && inside; --d) {
+      const int64_t gs = s.global_shape[d];
+      idx[d] = gs ? k % gs : 0;
+      k = gs ? k / gs : 0;
+    }
+    if (!inside || k != 0) continue;  // beyond the global tensor
+    int64_t m = 0;
+    for (int d = 0; d < nd && inside; ++d) {
+      const int64_t local = idx[d] - s.global_offset[d];
+      inside = local >= 0 && local < b.shape[d];
+      m += local * b.strides[d];
+    }
+    if (inside) std::memcpy(b.data + m * isz, pattern, isz);
+  }
+}
+
+void set_num_threads(int n) {
+  if (n < 1) throw std::invalid_argument("fastinit: the number of threads must be >= 1");
+  g_threads.store(n, std::memory_order_relaxed);
+}
+
+int get_num_threads() { return threads_now(); }
+
+}  // namespace fastinit

@@ -1,0 +1,49 @@
+// Host-side fill API: parameter setup (validation and the constants every device uses) and
+// the strided/sharded driver that feeds contiguous runs to the per-ISA kernels.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "fastinit/buffer.hpp"
+#include "fastinit/params.hpp"
+
+namespace fastinit {
+
+// Builds the kernel parameters for one fill; throws std::invalid_argument (ValueError in
+// Python) for parameters that cannot be honoured for this dtype.
+FillParams make_uniform_params(DType t, double low, double high, uint64_t key, uint64_t stream);
+FillParams make_normal_params(DType t, double mean, double std, uint64_t key, uint64_t stream);
+FillParams make_trunc_normal_params(DType t, double mean, double std, double a, double b,
+                                    uint64_t key, uint64_t stream);
+
+// The logical layout of a (possibly sharded, possibly strided) buffer, reduced to runs: every
+// run is `inner` elements whose global (logical) indices advance by `inner_gstride` and whose
+// memory addresses advance by `inner_mstride` elements.
+struct RunLayout {
+  int64_t base = 0;                 // global index of the local element (0, ..., 0)
+  std::vector<int64_t> outer;       // extents of the outer dimensions
+  std::vector<int64_t> outer_g;     // their global strides
+  std::vector<int64_t> outer_m;     // their memory strides
+  int64_t inner = 1, inner_gstride = 1, inner_mstride = 1;
+  int64_t total = 0;
+};
+RunLayout make_layout(const BufferView& b, const Shard& s);
+
+// Fills the buffer with the stream P on the CPU (OpenMP; GIL must already be released).
+void fill_cpu(const BufferView& b, const Shard& s, const FillParams& P);
+// Writes one constant (given as a double, rounded to the dtype) to every element.
+void constant_cpu(const BufferView& b, double value);
+// Writes value at the given global flat indices that fall inside the shard.
+void scatter_constant_cpu(const BufferView& b, const Shard& s, double value,
+                          const int64_t* indices, int64_t count);
+
+void set_num_threads(int n);
+int get_num_threads();
+
+// The value a double takes when stored in the dtype (round to nearest even), as a double.
+double round_to_dtype(double x, DType t);
+// Encodes a value already representable in the dtype as its bit pattern (little-endian).
+void encode_value(double x, DType t, void* out);
+
+}  // namespace fastinit

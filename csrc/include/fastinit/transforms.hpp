@@ -1,0 +1,317 @@
+// Bits -> distributions. Every function here is written once for any lane set L (scalar or
+// SIMD) and uses only +, -, *, /, sqrt, integer operations and exact conversions. With
+// floating-point contraction disabled these are correctly rounded IEEE operations, so the
+// scalar, AVX2, AVX-512 and CUDA paths all produce the same bits. No libm call appears,
+// because libm results differ between implementations and between vector and scalar code.
+//
+// The frozen mapping from Philox words to values (part of the stream contract):
+//   32-bit class (float32; float16/bfloat16 round the float32 value):
+//     uniform      y = low + (high - low) * u,   u = (w >> 8) * 2^-24            (one word)
+//     normal       block (w0, w1, w2, w3) -> Box-Muller pairs (w0, w1) -> (z0, z1) and
+//                  (w2, w3) -> (z2, z3); y = mean + std * z
+//     trunc normal inverse CDF of u = ((w >> 9) + 1/2) * 2^-23 on [Phi(alpha), Phi(beta)]
+//   64-bit class (float64), element j of a block uses words (2j, 2j+1):
+//     uniform      u = ((w_hi << 21) | (w_lo >> 11)) * 2^-53
+//     normal       block -> one Box-Muller pair: radius from (w0, w1), angle from (w2, w3)
+//     trunc normal inverse CDF of u = ((53-bit integer >> 1) + 1/2) * 2^-52
+#pragma once
+
+#include "fastinit/config.hpp"
+
+FASTINIT_KERNEL_NS_BEGIN
+
+// ---------------------------------------------------------------- uniform variates
+
+// [0, 1) with 24 bits: exact conversion (the integer fits the float32 significand).
+template <class L>
+FASTINIT_HD typename L::F32 unit_f32(typename L::U32 w) {
+  return L::cvt_f32(L::as_i32(w >> 8)) * 0x1p-24f;
+}
+
+// (0, 1) with 23 bits, symmetric about 1/2, so that u and 1 - u are both exact.
+template <class L>
+FASTINIT_HD typename L::F32 unit_open_f32(typename L::U32 w) {
+  return (L::cvt_f32(L::as_i32(w >> 9)) + 0.5f) * 0x1p-23f;
+}
+
+template <class L>
+FASTINIT_HD typename L::U64 join53(typename L::U32 hi, typename L::U32 lo) {
+  return (L::widen(hi) << 21) | (L::widen(lo) >> 11);
+}
+
+// [0, 1) with 53 bits.
+template <class L>
+FASTINIT_HD typename L::F64 unit_f64(typename L::U32 hi, typename L::U32 lo) {
+  return L::cvt_f64(L::as_i64(join53<L>(hi, lo))) * 0x1p-53;
+}
+
+// (0, 1) with 52 bits, symmetric about 1/2.
+template <class L>
+FASTINIT_HD typename L::F64 unit_open_f64(typename L::U32 hi, typename L::U32 lo) {
+  return (L::cvt_f64(L::as_i64(join53<L>(hi, lo) >> 1)) + 0.5) * 0x1p-52;
+}
+
+// ---------------------------------------------------------------- natural logarithm
+// ln(x) for positive normal x: x = 2^e * m with m in [sqrt(1/2), sqrt(2)), and
+// ln(m) = 2 atanh(s), s = (m - 1) / (m + 1), |s| <= 0.1716, summed as an odd series.
+// m - 1 is exact there, so ln stays accurate relative to its value near x = 1.
+
+template <class L>
+FASTINIT_HD typename L::F32 log_f32(typename L::F32 x) {
+  using U32 = typename L::U32;
+  using I32 = typename L::I32;
+  using F32 = typename L::F32;
+  const U32 b = L::bits(x);
+  I32 e = L::as_i32(b >> 23) - 127;
+  F32 m = L::from_bits((b & 0x007FFFFFu) | 0x3F800000u);
+  const auto big = m > 1.41421356f;
+  m = L::sel(big, m * 0.5f, m);
+  e = L::sel(big, e + 1, e);
+  const F32 s = (m - 1.0f) / (m + 1.0f);
+  const F32 s2 = s * s;
+  // 2 s (1 + s^2/3 + s^4/5 + s^6/7 + s^8/9): truncation error < 1e-9 relative.
+  const F32 poly = (((s2 * 0.111111111f + 0.142857143f) * s2 + 0.2f) * s2 + 0.333333333f) * s2;
+  const F32 s_2 = s * 2.0f;
+  const F32 lnm = s_2 + s_2 * poly;
+  const F32 ef = L::cvt_f32(e);
+  // ln 2 split so that e * kLn2Hi is exact for |e| < 256.
+  return ef * 0.693145751953125f + (ef * 1.42860677e-06f + lnm);
+}
+
+template <class L>
+FASTINIT_HD typename L::F64 log_f64(typename L::F64 x) {
+  using U64 = typename L::U64;
+  using I64 = typename L::I64;
+  using F64 = typename L::F64;
+  const U64 b = L::bits(x);
+  I64 e = L::as_i64(b >> 52) - 1023;
+  F64 m = L::from_bits((b & uint64_t{0x000FFFFFFFFFFFFF}) | uint64_t{0x3FF0000000000000});
+  const auto big = m > 1.4142135623730951;
+  m = L::sel(big, m * 0.5, m);
+  e = L::sel(big, e + 1, e);
+  const F64 s = (m - 1.0) / (m + 1.0);
+  const F64 s2 = s * s;
+  // 1/3, 1/5, ..., 1/21: truncation error < 1e-18 relative for |s| <= 0.1716.
+  F64 poly = s2 * 0.047619047619047616 + 0.052631578947368418;
+  poly = poly * s2 + 0.058823529411764705;
+  poly = poly * s2 + 0.066666666666666666;
+  poly = poly * s2 + 0.076923076923076927;
+  poly = poly * s2 + 0.090909090909090912;
+  poly = poly * s2 + 0.1111111111111111;
+  poly = poly * s2 + 0.14285714285714285;
+  poly = poly * s2 + 0.2;
+  poly = poly * s2 + 0.33333333333333331;
+  poly = poly * s2;
+  const F64 s_2 = s * 2.0;
+  const F64 lnm = s_2 + s_2 * poly;
+  const F64 ef = L::cvt_f64(e);
+  // ln 2 = kLn2Hi + kLn2Lo with kLn2Hi carrying 32 significant bits (e * kLn2Hi exact).
+  return ef * 0.6931471803691238 + (ef * 1.9082149292705877e-10 + lnm);
+}
+
+// ---------------------------------------------------------------- sine and cosine on [0, pi/4]
+// Taylor polynomials: on [0, pi/4] the first omitted term is below 2e-9 (float) and 1e-19
+// (double), far under the rounding of the result.
+
+template <class L>
+FASTINIT_HD void sincos_quarter_f32(typename L::F32 x, typename L::F32& s, typename L::F32& c) {
+  using F32 = typename L::F32;
+  const F32 x2 = x * x;
+  s = x + x * x2 * (((x2 * 2.75573192e-06f - 1.98412698e-04f) * x2 + 8.33333333e-03f) * x2 -
+                    1.66666667e-01f);
+  c = 1.0f + x2 * ((((x2 * -2.75573192e-07f + 2.48015873e-05f) * x2 - 1.38888889e-03f) * x2 +
+                    4.16666667e-02f) * x2 -
+                   0.5f);
+}
+
+template <class L>
+FASTINIT_HD void sincos_quarter_f64(typename L::F64 x, typename L::F64& s, typename L::F64& c) {
+  using F64 = typename L::F64;
+  const F64 x2 = x * x;
+  // sin: x - x^3/3! + ... - x^19/19!;  cos: 1 - x^2/2! + ... + x^20/20!
+  F64 ps = x2 * -8.2206352466243295e-18 + 2.8114572543455206e-15;
+  ps = ps * x2 - 7.6471637318198164e-13;
+  ps = ps * x2 + 1.6059043836821613e-10;
+  ps = ps * x2 - 2.505210838544172e-08;
+  ps = ps * x2 + 2.7557319223985893e-06;
+  ps = ps * x2 - 0.00019841269841269841;
+  ps = ps * x2 + 0.0083333333333333332;
+  ps = ps * x2 - 0.16666666666666666;
+  s = x + x * x2 * ps;
+  F64 pc = x2 * 4.1103176233121648e-19 - 1.5619206968586225e-16;
+  pc = pc * x2 + 4.7794773323873853e-14;
+  pc = pc * x2 - 1.1470745597729725e-11;
+  pc = pc * x2 + 2.08767569878681e-09;
+  pc = pc * x2 - 2.7557319223985888e-07;
+  pc = pc * x2 + 2.4801587301587302e-05;
+  pc = pc * x2 - 0.0013888888888888889;
+  pc = pc * x2 + 0.041666666666666664;
+  pc = pc * x2 - 0.5;
+  c = 1.0 + x2 * pc;
+}
+
+// ---------------------------------------------------------------- Box-Muller
+// A uniform angle on the circle is built from a uniform angle in [0, pi/4) plus three bits:
+// one that swaps cos and sin (reflection about pi/4) and two signs. This keeps the
+// polynomials on a short interval with no range reduction, and needs no libm.
+
+template <class L>
+FASTINIT_HD void box_muller_f32(typename L::U32 wr, typename L::U32 wa, typename L::F32& z0,
+                                typename L::F32& z1) {
+  using U32 = typename L::U32;
+  using F32 = typename L::F32;
+  // Radius: u in (0, 1] with 31 bits, so the smallest u is 2^-32 and |z| reaches 6.66 sigma.
+  const F32 u = L::cvt_f32(L::as_i32(wr >> 1)) * 0x1p-31f + 0x1p-32f;
+  const F32 r = L::sqrt(log_f32<L>(u) * -2.0f);
+  // Angle in (0, pi/4): 23 bits, offset by half a step.
+  const F32 phi = (L::cvt_f32(L::as_i32(wa >> 9)) + 0.5f) * (0.785398163397448310f * 0x1p-23f);
+  F32 s, c;
+  sincos_quarter_f32<L>(phi, s, c);
+  const auto swap = (wa & 4u) != 0u;
+  const F32 x = L::sel(swap, s, c);
+  const F32 y = L::sel(swap, c, s);
+  z0 = L::from_bits(L::bits(r * x) ^ ((wa & 1u) << 31));
+  z1 = L::from_bits(L::bits(r * y) ^ ((wa & 2u) << 30));
+  (void)sizeof(U32);
+}
+
+template <class L>
+FASTINIT_HD void box_muller_f64(typename L::U32 w0, typename L::U32 w1, typename L::U32 w2,
+                                typename L::U32 w3, typename L::F64& z0, typename L::F64& z1) {
+  using U64 = typename L::U64;
+  using F64 = typename L::F64;
+  // Radius: u in (0, 1] with 53 bits; smallest 2^-53, so |z| reaches 8.57 sigma.
+  const F64 u = (L::cvt_f64(L::as_i64(join53<L>(w0, w1))) + 1.0) * 0x1p-53;
+  const F64 r = L::sqrt(log_f64<L>(u) * -2.0);
+  // Angle: 52 bits from (w2, w3), control bits from the low bits of w3.
+  const U64 ia = (L::widen(w2) << 20) | (L::widen(w3) >> 12);
+  const F64 phi = (L::cvt_f64(L::as_i64(ia)) + 0.5) * (0.78539816339744828 * 0x1p-52);
+  F64 s, c;
+  sincos_quarter_f64<L>(phi, s, c);
+  const U64 w3l = L::widen(w3);
+  const auto swap = (w3l & uint64_t{4}) != uint64_t{0};
+  const F64 x = L::sel(swap, s, c);
+  const F64 y = L::sel(swap, c, s);
+  z0 = L::from_bits(L::bits(r * x) ^ ((w3l & uint64_t{1}) << 63));
+  z1 = L::from_bits(L::bits(r * y) ^ ((w3l & uint64_t{2}) << 62));
+}
+
+// ---------------------------------------------------------------- inverse normal CDF
+// Lower half only: p in (0, 1/2]. Wichura's AS 241 (Applied Statistics 37, 1988): PPND7
+// (relative accuracy ~1e-7) for float32, PPND16 (~1e-16) for float64. Callers mirror the
+// upper half (x = -ndtri_lower(1 - p)) with 1 - p computed exactly, so deep tails on either
+// side keep full relative accuracy.
+
+template <class L>
+FASTINIT_HD typename L::F32 ndtri_lower_f32(typename L::F32 p) {
+  using F32 = typename L::F32;
+  const F32 q = p - 0.5f;
+  const F32 rc = 0.180625f - q * q;
+  const F32 zc = q * (((59.109374720f * rc + 159.29113202f) * rc + 50.434271938f) * rc +
+                      3.3871327179f) /
+                 (((67.187563600f * rc + 78.757757664f) * rc + 17.895169469f) * rc + 1.0f);
+  // p >= 2^-126 keeps log on normal numbers (callers reject intervals that need less).
+  const F32 pp = L::sel(p < 0x1p-126f, p * 0.0f + 0x1p-126f, p);
+  const F32 r = L::sqrt(-log_f32<L>(pp));
+  const F32 r1 = r - 1.6f;
+  const F32 z1 = (((0.17023821103f * r1 + 1.3067284816f) * r1 + 2.7568153900f) * r1 +
+                  1.4234372777f) /
+                 ((0.12021132975f * r1 + 0.73700164250f) * r1 + 1.0f);
+  const F32 r2 = r - 5.0f;
+  const F32 z2 = (((0.017337203997f * r2 + 0.42868294337f) * r2 + 3.0812263860f) * r2 +
+                  6.6579051150f) /
+                 ((0.012258202635f * r2 + 0.24197894225f) * r2 + 1.0f);
+  const F32 zt = L::sel(r <= 5.0f, z1, z2);
+  return L::sel(q >= -0.425f, zc, -zt);
+}
+
+template <class L>
+FASTINIT_HD typename L::F64 ndtri_lower_f64(typename L::F64 p) {
+  using F64 = typename L::F64;
+  const F64 q = p - 0.5;
+  const F64 rc = 0.180625 - q * q;
+  const F64 nc = (((((((2509.0809287301226727 * rc + 33430.575583588128105) * rc +
+                       67265.770927008700853) * rc + 45921.953931549871457) * rc +
+                     13731.693765509461125) * rc + 1971.5909503065514427) * rc +
+                   133.14166789178437745) * rc + 3.387132872796366608);
+  const F64 dc = (((((((5226.495278852854561 * rc + 28729.085735721942674) * rc +
+                       39307.89580009271061) * rc + 21213.794301586595867) * rc +
+                     5394.1960214247511077) * rc + 687.1870074920579083) * rc +
+                   42.313330701600911252) * rc + 1.0);
+  const F64 zc = q * nc / dc;
+  const F64 pp = L::sel(p < 0x1p-1022, p * 0.0 + 0x1p-1022, p);
+  const F64 r = L::sqrt(-log_f64<L>(pp));
+  const F64 r1 = r - 1.6;
+  const F64 n1 = (((((((7.7454501427834140764e-4 * r1 + 0.0227238449892691845833) * r1 +
+                       0.24178072517745061177) * r1 + 1.27045825245236838258) * r1 +
+                     3.64784832476320460504) * r1 + 5.7694972214606914055) * r1 +
+                   4.6303378461565452959) * r1 + 1.42343711074968357734);
+  const F64 d1 = (((((((1.05075007164441684324e-9 * r1 + 5.475938084995344946e-4) * r1 +
+                       0.0151986665636164571966) * r1 + 0.14810397642748007459) * r1 +
+                     0.68976733498510000455) * r1 + 1.6763848301838038494) * r1 +
+                   2.05319162663775882187) * r1 + 1.0);
+  const F64 r2 = r - 5.0;
+  const F64 n2 = (((((((2.01033439929228813265e-7 * r2 + 2.71155556874348757815e-5) * r2 +
+                       0.0012426609473880784386) * r2 + 0.026532189526576123093) * r2 +
+                     0.29656057182850489123) * r2 + 1.7848265399172913358) * r2 +
+                   5.4637849111641143699) * r2 + 6.6579046435011037772);
+  const F64 d2 = (((((((2.04426310338993978564e-15 * r2 + 1.4215117583164458887e-7) * r2 +
+                       1.8463183175100546818e-5) * r2 + 7.868691311456132591e-4) * r2 +
+                     0.0148753612908506148525) * r2 + 0.13692988092273580531) * r2 +
+                   0.59983220655588793769) * r2 + 1.0);
+  const F64 zt = L::sel(r <= 5.0, n1 / d1, n2 / d2);
+  return L::sel(q >= -0.425, zc, -zt);
+}
+
+// ---------------------------------------------------------------- truncated normal
+// z = Phi^-1(p) for p uniform on [Phi(alpha), Phi(beta)], evaluated so that neither tail loses
+// precision: p = PL + u D and 1 - p = QU + (1 - u) D are both formed from small quantities
+// (PL = Phi(alpha), QU = Phi(-beta), D = Phi(beta) - Phi(alpha), all from the host), and the
+// smaller of the two is inverted.
+template <class L>
+FASTINIT_HD typename L::F32 trunc_std_f32(typename L::F32 u, float pl, float qu, float d) {
+  using F32 = typename L::F32;
+  const F32 p = u * d + pl;
+  const F32 q = (1.0f - u) * d + qu;
+  const auto lower = p <= q;
+  const F32 z = ndtri_lower_f32<L>(L::sel(lower, p, q));
+  return L::sel(lower, z, -z);
+}
+
+template <class L>
+FASTINIT_HD typename L::F64 trunc_std_f64(typename L::F64 u, double pl, double qu, double d) {
+  using F64 = typename L::F64;
+  const F64 p = u * d + pl;
+  const F64 q = (1.0 - u) * d + qu;
+  const auto lower = p <= q;
+  const F64 z = ndtri_lower_f64<L>(L::sel(lower, p, q));
+  return L::sel(lower, z, -z);
+}
+
+// ---------------------------------------------------------------- rounding to 16-bit types
+// Round to nearest even, bit-exact with numpy/ml_dtypes and torch conversions for finite input.
+
+template <class L>
+FASTINIT_HD typename L::U32 f32_to_bf16_bits(typename L::F32 x) {
+  const typename L::U32 b = L::bits(x);
+  return (b + (0x7FFFu + ((b >> 16) & 1u))) >> 16;
+}
+
+template <class L>
+FASTINIT_HD typename L::U32 f32_to_f16_bits(typename L::F32 x) {
+  using U32 = typename L::U32;
+  const U32 b = L::bits(x);
+  const U32 sign = (b >> 16) & 0x8000u;
+  const U32 a = b & 0x7FFFFFFFu;
+  // Normal range: rebias the exponent (127 -> 15) and round away 13 mantissa bits.
+  const U32 t = a - 0x38000000u;
+  const U32 normal = (t + (0x0FFFu + ((t >> 13) & 1u))) >> 13;
+  // Subnormal range: adding 0.5 aligns the value to a multiple of 2^-24, and the FPU rounds
+  // to nearest even; the low bits are then the half-precision subnormal significand.
+  const U32 sub = L::bits(L::from_bits(a) + 0.5f) - 0x3F000000u;
+  U32 h = L::sel(a >= 0x38800000u, normal, sub);
+  h = L::sel(a >= 0x477FF000u, a * 0u + 0x7C00u, h);  // overflow to infinity
+  return h | sign;
+}
+
+FASTINIT_KERNEL_NS_END

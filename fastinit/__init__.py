@@ -1,0 +1,51 @@
+"""fastinit: fast, reproducible, in-place weight initialization.
+
+Every value depends only on (seed, stream, logical position, distribution, dtype class), so
+the same call gives the same bits for any thread count, SIMD path, shard layout or strides.
+"""
+
+from __future__ import annotations
+
+from . import _core
+from ._config import config, show_config
+from ._fills import (
+    Generator,
+    constant_,
+    default_generator,
+    get_num_threads,
+    manual_seed,
+    normal_,
+    ones_,
+    philox4x32,
+    set_num_threads,
+    trunc_normal_,
+    truncated_normal_,
+    uniform_,
+    zeros_,
+)
+from ._schemes import *  # noqa: F403
+from ._schemes import __all__ as _schemes_all
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Generator",
+    "__version__",
+    "config",
+    "constant_",
+    "default_generator",
+    "get_num_threads",
+    "manual_seed",
+    "normal_",
+    "ones_",
+    "philox4x32",
+    "set_num_threads",
+    "show_config",
+    "trunc_normal_",
+    "truncated_normal_",
+    "uniform_",
+    "zeros_",
+    *_schemes_all,
+]
+
+del _core
