@@ -198,11 +198,13 @@ class _Target:
     ``skip`` is set for buffers with no storage to fill (torch meta tensors).
     """
 
-    __slots__ = ("device", "handle", "skip")
+    __slots__ = ("backend", "device", "handle", "skip")
 
     def __init__(self, x: Any) -> None:
         self.skip = False
         self.device = (1, 0)
+        # The native module whose fill/constant/scatter_constant functions write this buffer.
+        self.backend: Any = _core
         if isinstance(x, np.ndarray):
             self.handle: Any = x
             return
@@ -223,11 +225,10 @@ class _Target:
             dev = tuple(int(v) for v in x.__dlpack_device__())
             self.device = (dev[0], dev[1])
             if dev[0] == _CUDA_DEVICE:
-                raise BufferError(
-                    "fastinit: this buffer lives on a CUDA device; fastinit's CUDA kernels are "
-                    "not part of this build (see fastinit.config())"
-                )
-            if dev[0] not in _CPU_DEVICES:
+                from ._cuda_backend import cuda_module
+
+                self.backend = cuda_module(dev[1])  # raises a clear error where unavailable
+            elif dev[0] not in _CPU_DEVICES:
                 raise BufferError(f"fastinit: unsupported DLPack device {dev}")
         self.handle = _export_dlpack(x)
 
@@ -275,11 +276,11 @@ def _random_fill(
         # The stream is taken only if the fill succeeds, so a rejected call leaves the
         # generator where it was; holding the lock keeps concurrent callers on distinct streams.
         with g._lock:
-            _core.fill(target.handle, dist, params, g._seed, g._stream, gs, go)
+            target.backend.fill(target.handle, dist, params, g._seed, g._stream, gs, go)
             g._stream = (g._stream + 1) % _U64
     else:
         key, stream = resolve_seed(seed)
-        _core.fill(target.handle, dist, params, key, stream, gs, go)
+        target.backend.fill(target.handle, dist, params, key, stream, gs, go)
     return x
 
 
@@ -438,9 +439,9 @@ def constant_(
     if global_shape is not None or global_offset is not None:
         gs, go = _shard_args(global_shape, global_offset)
         # Validate the shard (no write happens with an empty index list).
-        _core.scatter_constant(target.handle, v, np.empty(0, np.int64), gs, go)
+        target.backend.scatter_constant(target.handle, v, np.empty(0, np.int64), gs, go)
         target = _Target(x)
-    _core.constant(target.handle, v)
+    target.backend.constant(target.handle, v)
     return x
 
 
@@ -469,7 +470,7 @@ def scatter_constant_(
     if target.skip:
         return x
     idx = np.ascontiguousarray(flat_indices, dtype=np.int64).reshape(-1)
-    _core.scatter_constant(target.handle, float(value), idx, gs, go)
+    target.backend.scatter_constant(target.handle, float(value), idx, gs, go)
     return x
 
 
