@@ -225,20 +225,26 @@ class _Target:
             dev = tuple(int(v) for v in x.__dlpack_device__())
             self.device = (dev[0], dev[1])
             if dev[0] == _CUDA_DEVICE:
-                from ._cuda_backend import cuda_module
+                from ._cuda_backend import cuda_backend
 
-                self.backend = cuda_module(dev[1])  # raises a clear error where unavailable
-            elif dev[0] not in _CPU_DEVICES:
+                # Raises a clear error where CUDA is unavailable. The producer is handed the
+                # stream the kernels will run on (the DLPack consumer stream protocol).
+                self.backend = cuda_backend(x, dev[1])
+                self.handle = _export_dlpack(x, stream=self.backend.dlpack_stream)
+                return
+            if dev[0] not in _CPU_DEVICES:
                 raise BufferError(f"fastinit: unsupported DLPack device {dev}")
         self.handle = _export_dlpack(x)
 
 
-def _export_dlpack(x: Any) -> Any:
-    """Ask the producer for a versioned capsule (DLPack >= 1.0) and fall back to the legacy one."""
+def _export_dlpack(x: Any, stream: int | None = None) -> Any:
+    """Ask the producer for a versioned capsule (DLPack >= 1.0) and fall back to the legacy one.
+    ``stream``: the CUDA stream the consumer will use (device buffers only)."""
+    kwargs = {} if stream is None else {"stream": stream}
     try:
-        return x.__dlpack__(max_version=(1, 0))
+        return x.__dlpack__(max_version=(1, 0), **kwargs)
     except TypeError:
-        return x.__dlpack__()
+        return x.__dlpack__(**kwargs)
 
 
 def _check_finite(name: str, value: Any) -> float:

@@ -74,21 +74,79 @@ struct VecLanes {
     return reinterpret_cast<F32>(_mm256_sqrt_ps(reinterpret_cast<__m256>(x)));
 #endif
   }
-  static inline F64 sqrt(F64 x) {
-    // Square root per native register; sqrt is correctly rounded, so the split is invisible.
-    constexpr int kNative = 4;  // doubles per 256-bit register
+  // Broadcasts (set1 rather than `x * 0 + c`, which the compiler may not fold for floats).
+#if FASTINIT_VEC_W == 16
+  using NF = __m512;
+  using ND = __m512d;
+  static inline F32 splat(float c) { return reinterpret_cast<F32>(_mm512_set1_ps(c)); }
+  static inline NF nfma(NF a, NF b, NF c) { return _mm512_fmadd_ps(a, b, c); }
+  static inline ND nfma(ND a, ND b, ND c) { return _mm512_fmadd_pd(a, b, c); }
+  static inline ND nsqrt(ND a) { return _mm512_sqrt_pd(a); }
+#else
+  using NF = __m256;
+  using ND = __m256d;
+  static inline F32 splat(float c) { return reinterpret_cast<F32>(_mm256_set1_ps(c)); }
+  static inline NF nfma(NF a, NF b, NF c) { return _mm256_fmadd_ps(a, b, c); }
+  static inline ND nfma(ND a, ND b, ND c) { return _mm256_fmadd_pd(a, b, c); }
+  static inline ND nsqrt(ND a) { return _mm256_sqrt_pd(a); }
+#endif
+  static inline F64 splat(double c) {
     F64 r;
-    for (int i = 0; i < W_; i += kNative) {
-      __m256d v;
-      std::memcpy(&v, reinterpret_cast<const char*>(&x) + i * 8, sizeof v);
-      v = _mm256_sqrt_pd(v);
-      std::memcpy(reinterpret_cast<char*>(&r) + i * 8, &v, sizeof v);
-    }
+    for (int i = 0; i < W_; ++i) r[i] = c;
+    return r;
+  }
+  // Fused multiply-add (one rounding): the same bits as std::fma on the scalar path.
+  static inline F32 fma(F32 a, F32 b, F32 c) {
+    return reinterpret_cast<F32>(
+        nfma(reinterpret_cast<NF>(a), reinterpret_cast<NF>(b), reinterpret_cast<NF>(c)));
+  }
+  static inline F32 fma(F32 a, float b, float c) { return fma(a, splat(b), splat(c)); }
+  static inline F32 fma(F32 a, F32 b, float c) { return fma(a, b, splat(c)); }
+  static inline F32 fma(F32 a, float b, F32 c) { return fma(a, splat(b), c); }
+  // float64 vectors span two native registers; each half is one native instruction.
+  static inline F64 fma(F64 a, F64 b, F64 c) {
+    const ND* pa = reinterpret_cast<const ND*>(&a);
+    const ND* pb = reinterpret_cast<const ND*>(&b);
+    const ND* pc = reinterpret_cast<const ND*>(&c);
+    F64 r;
+    ND* pr = reinterpret_cast<ND*>(&r);
+    for (size_t i = 0; i < sizeof(F64) / sizeof(ND); ++i) pr[i] = nfma(pa[i], pb[i], pc[i]);
+    return r;
+  }
+  static inline F64 fma(F64 a, double b, double c) { return fma(a, splat(b), splat(c)); }
+  static inline F64 fma(F64 a, F64 b, double c) { return fma(a, b, splat(c)); }
+  static inline F64 fma(F64 a, double b, F64 c) { return fma(a, splat(b), c); }
+  static inline F64 sqrt(F64 x) {
+    const ND* px = reinterpret_cast<const ND*>(&x);
+    F64 r;
+    ND* pr = reinterpret_cast<ND*>(&r);
+    for (size_t i = 0; i < sizeof(F64) / sizeof(ND); ++i) pr[i] = nsqrt(px[i]);
     return r;
   }
   template <class M, class T>
   static inline T sel(M mask, T a, T b) {
     return mask ? a : b;
+  }
+  // True when every lane of a comparison mask (0 / -1 per lane) is set: one sign-bit
+  // extraction per native register instead of a comparison through memory.
+  static inline bool all(I32 m) {
+#if FASTINIT_VEC_W == 16
+    return _mm512_movepi32_mask(reinterpret_cast<__m512i>(m)) == 0xFFFF;
+#else
+    return _mm256_movemask_ps(reinterpret_cast<__m256>(m)) == 0xFF;
+#endif
+  }
+  static inline bool all(I64 m) {
+    const ND* pm = reinterpret_cast<const ND*>(&m);
+    bool r = true;
+    for (size_t i = 0; i < sizeof(I64) / sizeof(ND); ++i) {
+#if FASTINIT_VEC_W == 16
+      r = r && _mm512_movepi64_mask(reinterpret_cast<__m512i>(pm[i])) == 0xFF;
+#else
+      r = r && _mm256_movemask_pd(pm[i]) == 0xF;
+#endif
+    }
+    return r;
   }
   static inline U32 iota() {
     U32 r;
@@ -181,32 +239,116 @@ inline void philox_lanes(uint64_t block, uint64_t key, uint64_t stream, typename
   philox4x32_10<L>(x0, x1, x2, x3, static_cast<uint32_t>(key), static_cast<uint32_t>(key >> 32));
 }
 
+#if defined(__AVX512F__) || defined(__AVX2__)
+// Philox on x86 SIMD without recombining even and odd lanes in every round: each 32-bit
+// counter word lives in the low half of a 64-bit lane, so mul_epu32 leaves the 32x32 product
+// in place: its low half is already the new low word and the high word is one shift away.
+// The upper halves of the lanes carry junk that no instruction reads. Two such halves
+// (blocks 0..W/2-1 and W/2..W-1) are packed into 32-bit lanes once, after the tenth round.
+// The words are exactly those of philox4x32_10 (the scalar reference): tests compare them.
+#if FASTINIT_VEC_W == 16
+using PReg = __m512i;
+inline PReg p_set64(uint64_t v) { return _mm512_set1_epi64(static_cast<long long>(v)); }
+inline PReg p_set32(uint32_t v) { return _mm512_set1_epi32(static_cast<int>(v)); }
+inline PReg p_mul(PReg a, PReg b) { return _mm512_mul_epu32(a, b); }
+inline PReg p_hi(PReg a) { return _mm512_srli_epi64(a, 32); }
+inline PReg p_xor3(PReg a, PReg b, PReg c) { return _mm512_ternarylogic_epi32(a, b, c, 0x96); }
+inline PReg p_add64(PReg a, PReg b) { return _mm512_add_epi64(a, b); }
+inline PReg p_lane_index() { return _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0); }
+// Low 32-bit halves of a's and b's 64-bit lanes, a's first.
+inline PReg p_pack(PReg a, PReg b) {
+  const __m512i idx = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+  return _mm512_permutex2var_epi32(a, idx, b);
+}
+#else
+using PReg = __m256i;
+inline PReg p_set64(uint64_t v) { return _mm256_set1_epi64x(static_cast<long long>(v)); }
+inline PReg p_set32(uint32_t v) { return _mm256_set1_epi32(static_cast<int>(v)); }
+inline PReg p_mul(PReg a, PReg b) { return _mm256_mul_epu32(a, b); }
+inline PReg p_hi(PReg a) { return _mm256_srli_epi64(a, 32); }
+inline PReg p_xor3(PReg a, PReg b, PReg c) { return _mm256_xor_si256(_mm256_xor_si256(a, b), c); }
+inline PReg p_add64(PReg a, PReg b) { return _mm256_add_epi64(a, b); }
+inline PReg p_lane_index() { return _mm256_set_epi64x(3, 2, 1, 0); }
+inline PReg p_pack(PReg a, PReg b) {
+  // [a0 a1 b0 b1 | a2 a3 b2 b3] (low halves), then put the 64-bit pairs in order.
+  const __m256 s = _mm256_shuffle_ps(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b), 0x88);
+  return _mm256_permute4x64_epi64(_mm256_castps_si256(s), 0xD8);
+}
+#endif
+
+// The ten round keys, computed once per call of the kernel.
+struct KeySchedule {
+  uint32_t k[20];
+  explicit KeySchedule(uint64_t key) {
+    uint32_t k0 = static_cast<uint32_t>(key), k1 = static_cast<uint32_t>(key >> 32);
+    for (int r = 0; r < 10; ++r) {
+      k[2 * r] = k0;
+      k[2 * r + 1] = k1;
+      k0 += kPhiloxW0;
+      k1 += kPhiloxW1;
+    }
+  }
+};
+
+inline void philox_half(PReg& c0, PReg& c1, PReg& c2, PReg& c3, const KeySchedule& ks) {
+  const PReg m0 = p_set64(kPhiloxM0), m1 = p_set64(kPhiloxM1);
+  for (int r = 0; r < 10; ++r) {
+    const PReg p0 = p_mul(c0, m0);
+    const PReg p1 = p_mul(c2, m1);
+    c0 = p_xor3(p_hi(p1), c1, p_set32(ks.k[2 * r]));
+    c1 = p1;
+    c2 = p_xor3(p_hi(p0), c3, p_set32(ks.k[2 * r + 1]));
+    c3 = p0;
+  }
+}
+
+inline void philox_vec(uint64_t block, uint64_t stream, const KeySchedule& ks, VecLanes::U32& x0,
+                       VecLanes::U32& x1, VecLanes::U32& x2, VecLanes::U32& x3) {
+  constexpr int H = FASTINIT_VEC_W / 2;  // blocks per half
+  // 64-bit block indices of each lane; the counter words are their low and high halves.
+  const PReg ba = p_add64(p_set64(block), p_lane_index());
+  const PReg bb = p_add64(p_set64(block + H), p_lane_index());
+  PReg a0 = ba, a1 = p_hi(ba), a2 = p_set64(stream & 0xFFFFFFFFu), a3 = p_set64(stream >> 32);
+  PReg b0 = bb, b1 = p_hi(bb), b2 = a2, b3 = a3;
+  philox_half(a0, a1, a2, a3, ks);
+  philox_half(b0, b1, b2, b3, ks);
+  x0 = reinterpret_cast<VecLanes::U32>(p_pack(a0, b0));
+  x1 = reinterpret_cast<VecLanes::U32>(p_pack(a1, b1));
+  x2 = reinterpret_cast<VecLanes::U32>(p_pack(a2, b2));
+  x3 = reinterpret_cast<VecLanes::U32>(p_pack(a3, b3));
+}
+#endif
+
 // One group = L::W consecutive Philox blocks = W * (4 or 2) consecutive elements, written to
 // dst in logical order.
-template <class L, Dist D, DType T>
-inline void emit_group(const FillParams& P, uint64_t block, void* dst, bool nt) {
+template <class L, Dist D, DType T, class KS>
+inline void emit_group(const FillParams& P, const KS& ks, uint64_t block, void* dst, bool nt) {
   using U32 = typename L::U32;
   using F32 = typename L::F32;
   using F64 = typename L::F64;
   U32 x0, x1, x2, x3;
-  philox_lanes<L>(block, P.key, P.stream, x0, x1, x2, x3);
+#if defined(__AVX512F__) || defined(__AVX2__)
+  if constexpr (L::W > 1)
+    philox_vec(block, P.stream, ks, x0, x1, x2, x3);
+  else
+#endif
+    philox_lanes<L>(block, P.key, P.stream, x0, x1, x2, x3);
   if constexpr (T == DType::F64) {
     F64 y0, y1;
-    const F64 zero = L::cvt_f64(L::as_i64(L::widen(x0 * 0u)));
     if constexpr (D == Dist::Uniform) {
-      y0 = unit_f64<L>(x0, x1) * P.d[1] + P.d[0];
-      y1 = unit_f64<L>(x2, x3) * P.d[1] + P.d[0];
+      y0 = L::fma(unit_f64<L>(x0, x1), P.d[1], P.d[0]);
+      y1 = L::fma(unit_f64<L>(x2, x3), P.d[1], P.d[0]);
     } else if constexpr (D == Dist::Normal) {
       F64 z0, z1;
       box_muller_f64<L>(x0, x1, x2, x3, z0, z1);
-      y0 = z0 * P.d[1] + P.d[0];
-      y1 = z1 * P.d[1] + P.d[0];
+      y0 = L::fma(z0, P.d[1], P.d[0]);
+      y1 = L::fma(z1, P.d[1], P.d[0]);
     } else {
-      y0 = trunc_std_f64<L>(unit_open_f64<L>(x0, x1), P.d[4], P.d[5], P.d[6]) * P.d[1] + P.d[0];
-      y1 = trunc_std_f64<L>(unit_open_f64<L>(x2, x3), P.d[4], P.d[5], P.d[6]) * P.d[1] + P.d[0];
+      y0 = L::fma(trunc_std_f64<L>(unit_open_f64<L>(x0, x1), P.d[4], P.d[5], P.d[6]), P.d[1], P.d[0]);
+      y1 = L::fma(trunc_std_f64<L>(unit_open_f64<L>(x2, x3), P.d[4], P.d[5], P.d[6]), P.d[1], P.d[0]);
     }
     if constexpr (D != Dist::Normal) {
-      const F64 lo = zero + P.d[2], hi = zero + P.d[3];
+      const F64 lo = L::splat(P.d[2]), hi = L::splat(P.d[3]);
       y0 = L::sel(y0 < lo, lo, y0);
       y0 = L::sel(y0 > hi, hi, y0);
       y1 = L::sel(y1 < lo, lo, y1);
@@ -221,19 +363,19 @@ inline void emit_group(const FillParams& P, uint64_t block, void* dst, bool nt) 
     F32 y[4];
     if constexpr (D == Dist::Uniform) {
       const U32 xs[4] = {x0, x1, x2, x3};
-      for (int k = 0; k < 4; ++k) y[k] = unit_f32<L>(xs[k]) * P.f[1] + P.f[0];
+      for (int k = 0; k < 4; ++k) y[k] = L::fma(unit_f32<L>(xs[k]), P.f[1], P.f[0]);
     } else if constexpr (D == Dist::Normal) {
       box_muller_f32<L>(x0, x1, y[0], y[1]);
       box_muller_f32<L>(x2, x3, y[2], y[3]);
-      for (int k = 0; k < 4; ++k) y[k] = y[k] * P.f[1] + P.f[0];
+      for (int k = 0; k < 4; ++k) y[k] = L::fma(y[k], P.f[1], P.f[0]);
     } else {
       const U32 xs[4] = {x0, x1, x2, x3};
       for (int k = 0; k < 4; ++k)
-        y[k] = trunc_std_f32<L>(unit_open_f32<L>(xs[k]), P.f[4], P.f[5], P.f[6]) * P.f[1] + P.f[0];
+        y[k] = L::fma(trunc_std_f32<L>(unit_open_f32<L>(xs[k]), P.f[4], P.f[5], P.f[6]), P.f[1],
+                      P.f[0]);
     }
     if constexpr (D != Dist::Normal) {
-      const F32 zero = L::cvt_f32(L::as_i32(x0 * 0u));
-      const F32 lo = zero + P.f[2], hi = zero + P.f[3];
+      const F32 lo = L::splat(P.f[2]), hi = L::splat(P.f[3]);
       for (int k = 0; k < 4; ++k) {
         y[k] = L::sel(y[k] < lo, lo, y[k]);
         y[k] = L::sel(y[k] > hi, hi, y[k]);
@@ -251,19 +393,21 @@ inline void emit_group(const FillParams& P, uint64_t block, void* dst, bool nt) 
       L::store(d + 2 * sizeof(F32), o2, nt);
       L::store(d + 3 * sizeof(F32), o3, nt);
     } else {
+      // Round in 32-bit lanes, interleave as 32-bit lanes (the fast float32 shuffle), and
+      // narrow each output vector to 16 bits only at the end.
       using U16 = typename L::U16;
-      U16 h[4];
+      F32 h[4];
       for (int k = 0; k < 4; ++k)
-        h[k] = L::narrow16(T == DType::BF16 ? f32_to_bf16_bits<L>(y[k]) : f32_to_f16_bits<L>(y[k]));
-      U16 t0, t1, t2, t3, o0, o1, o2, o3;
+        h[k] = L::from_bits(T == DType::BF16 ? f32_to_bf16_bits<L>(y[k]) : f32_to_f16_bits<L>(y[k]));
+      F32 t0, t1, t2, t3, o[4];
       L::zip(h[0], h[2], t0, t1);
       L::zip(h[1], h[3], t2, t3);
-      L::zip(t0, t2, o0, o1);
-      L::zip(t1, t3, o2, o3);
-      L::store(d, o0, nt);
-      L::store(d + sizeof(U16), o1, nt);
-      L::store(d + 2 * sizeof(U16), o2, nt);
-      L::store(d + 3 * sizeof(U16), o3, nt);
+      L::zip(t0, t2, o[0], o[1]);
+      L::zip(t1, t3, o[2], o[3]);
+      for (int k = 0; k < 4; ++k) {
+        const U16 v = L::narrow16(L::bits(o[k]));
+        L::store(d + k * sizeof(U16), v, nt);
+      }
     }
   }
 }
@@ -277,6 +421,11 @@ void fill_range_typed(const FillParams& P, void* out, int64_t i0, int64_t n, boo
   constexpr int64_t isz = (T == DType::F64) ? 8 : (T == DType::F32 ? 4 : 2);
   alignas(64) char tmp[G * isz];
   char* const o = static_cast<char*>(out);
+#if defined(__AVX512F__) || defined(__AVX2__)
+  const KeySchedule ks(P.key);
+#else
+  const int ks = 0;  // the scalar path bumps the key inline
+#endif
   const int64_t end = i0 + n;
   int64_t g = i0 / G;
   // Non-temporal stores need aligned addresses; the first whole group decides for all.
@@ -289,9 +438,9 @@ void fill_range_typed(const FillParams& P, void* out, int64_t i0, int64_t n, boo
     const int64_t s = g * G;
     const uint64_t block = static_cast<uint64_t>(g) * static_cast<uint64_t>(L::W);
     if (s >= i0 && s + G <= end) {
-      emit_group<L, D, T>(P, block, o + (s - i0) * isz, nt);
+      emit_group<L, D, T>(P, ks, block, o + (s - i0) * isz, nt);
     } else {
-      emit_group<L, D, T>(P, block, tmp, false);
+      emit_group<L, D, T>(P, ks, block, tmp, false);
       const int64_t a = s > i0 ? s : i0;
       const int64_t b = s + G < end ? s + G : end;
       std::memcpy(o + (a - i0) * isz, tmp + (a - s) * isz, static_cast<size_t>((b - a) * isz));

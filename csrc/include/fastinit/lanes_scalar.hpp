@@ -82,10 +82,28 @@ struct ScalarLanes {
     return std::sqrt(x);
 #endif
   }
+  static FASTINIT_HD F32 splat(float c) { return c; }
+  static FASTINIT_HD F64 splat(double c) { return c; }
+  // Fused multiply-add, correctly rounded on every path (hardware FMA or libm's fma).
+  static FASTINIT_HD F32 fma(F32 a, F32 b, F32 c) {
+#if defined(__CUDA_ARCH__)
+    return __fmaf_rn(a, b, c);
+#else
+    return std::fma(a, b, c);
+#endif
+  }
+  static FASTINIT_HD F64 fma(F64 a, F64 b, F64 c) {
+#if defined(__CUDA_ARCH__)
+    return __fma_rn(a, b, c);
+#else
+    return std::fma(a, b, c);
+#endif
+  }
   template <class M, class T>
   static FASTINIT_HD T sel(M mask, T a, T b) {
     return mask ? a : b;
   }
+  static FASTINIT_HD bool all(bool mask) { return mask; }
 };
 
 FASTINIT_KERNEL_NS_END

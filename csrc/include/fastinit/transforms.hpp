@@ -1,7 +1,8 @@
 // Bits -> distributions. Every function here is written once for any lane set L (scalar or
-// SIMD) and uses only +, -, *, /, sqrt, integer operations and exact conversions. With
-// floating-point contraction disabled these are correctly rounded IEEE operations, so the
-// scalar, AVX2, AVX-512 and CUDA paths all produce the same bits. No libm call appears,
+// SIMD) and uses only +, -, *, /, sqrt, explicit fused multiply-add (L::fma), integer
+// operations and exact conversions. With floating-point contraction disabled these are all
+// correctly rounded IEEE operations, so the scalar, AVX2, AVX-512 and CUDA paths produce the
+// same bits. No libm call appears,
 // because libm results differ between implementations and between vector and scalar code.
 //
 // The frozen mapping from Philox words to values (part of the stream contract):
@@ -70,12 +71,14 @@ FASTINIT_HD typename L::F32 log_f32(typename L::F32 x) {
   const F32 s = (m - 1.0f) / (m + 1.0f);
   const F32 s2 = s * s;
   // 2 s (1 + s^2/3 + s^4/5 + s^6/7 + s^8/9): truncation error < 1e-9 relative.
-  const F32 poly = (((s2 * 0.111111111f + 0.142857143f) * s2 + 0.2f) * s2 + 0.333333333f) * s2;
+  F32 poly = L::fma(s2, 0.111111111f, 0.142857143f);
+  poly = L::fma(poly, s2, 0.2f);
+  poly = L::fma(poly, s2, 0.333333333f) * s2;
   const F32 s_2 = s * 2.0f;
-  const F32 lnm = s_2 + s_2 * poly;
+  const F32 lnm = L::fma(s_2, poly, s_2);
   const F32 ef = L::cvt_f32(e);
   // ln 2 split so that e * kLn2Hi is exact for |e| < 256.
-  return ef * 0.693145751953125f + (ef * 1.42860677e-06f + lnm);
+  return L::fma(ef, 0.693145751953125f, L::fma(ef, 1.42860677e-06f, lnm));
 }
 
 template <class L>
@@ -92,21 +95,20 @@ FASTINIT_HD typename L::F64 log_f64(typename L::F64 x) {
   const F64 s = (m - 1.0) / (m + 1.0);
   const F64 s2 = s * s;
   // 1/3, 1/5, ..., 1/21: truncation error < 1e-18 relative for |s| <= 0.1716.
-  F64 poly = s2 * 0.047619047619047616 + 0.052631578947368418;
-  poly = poly * s2 + 0.058823529411764705;
-  poly = poly * s2 + 0.066666666666666666;
-  poly = poly * s2 + 0.076923076923076927;
-  poly = poly * s2 + 0.090909090909090912;
-  poly = poly * s2 + 0.1111111111111111;
-  poly = poly * s2 + 0.14285714285714285;
-  poly = poly * s2 + 0.2;
-  poly = poly * s2 + 0.33333333333333331;
-  poly = poly * s2;
+  F64 poly = L::fma(s2, 0.047619047619047616, 0.052631578947368418);
+  poly = L::fma(poly, s2, 0.058823529411764705);
+  poly = L::fma(poly, s2, 0.066666666666666666);
+  poly = L::fma(poly, s2, 0.076923076923076927);
+  poly = L::fma(poly, s2, 0.090909090909090912);
+  poly = L::fma(poly, s2, 0.1111111111111111);
+  poly = L::fma(poly, s2, 0.14285714285714285);
+  poly = L::fma(poly, s2, 0.2);
+  poly = L::fma(poly, s2, 0.33333333333333331) * s2;
   const F64 s_2 = s * 2.0;
-  const F64 lnm = s_2 + s_2 * poly;
+  const F64 lnm = L::fma(s_2, poly, s_2);
   const F64 ef = L::cvt_f64(e);
   // ln 2 = kLn2Hi + kLn2Lo with kLn2Hi carrying 32 significant bits (e * kLn2Hi exact).
-  return ef * 0.6931471803691238 + (ef * 1.9082149292705877e-10 + lnm);
+  return L::fma(ef, 0.6931471803691238, L::fma(ef, 1.9082149292705877e-10, lnm));
 }
 
 // ---------------------------------------------------------------- sine and cosine on [0, pi/4]
@@ -117,11 +119,15 @@ template <class L>
 FASTINIT_HD void sincos_quarter_f32(typename L::F32 x, typename L::F32& s, typename L::F32& c) {
   using F32 = typename L::F32;
   const F32 x2 = x * x;
-  s = x + x * x2 * (((x2 * 2.75573192e-06f - 1.98412698e-04f) * x2 + 8.33333333e-03f) * x2 -
-                    1.66666667e-01f);
-  c = 1.0f + x2 * ((((x2 * -2.75573192e-07f + 2.48015873e-05f) * x2 - 1.38888889e-03f) * x2 +
-                    4.16666667e-02f) * x2 -
-                   0.5f);
+  F32 ps = L::fma(x2, 2.75573192e-06f, -1.98412698e-04f);
+  ps = L::fma(ps, x2, 8.33333333e-03f);
+  ps = L::fma(ps, x2, -1.66666667e-01f);
+  s = L::fma(x * x2, ps, x);
+  F32 pc = L::fma(x2, -2.75573192e-07f, 2.48015873e-05f);
+  pc = L::fma(pc, x2, -1.38888889e-03f);
+  pc = L::fma(pc, x2, 4.16666667e-02f);
+  pc = L::fma(pc, x2, -0.5f);
+  c = L::fma(x2, pc, 1.0f);
 }
 
 template <class L>
@@ -129,25 +135,22 @@ FASTINIT_HD void sincos_quarter_f64(typename L::F64 x, typename L::F64& s, typen
   using F64 = typename L::F64;
   const F64 x2 = x * x;
   // sin: x - x^3/3! + ... - x^19/19!;  cos: 1 - x^2/2! + ... + x^20/20!
-  F64 ps = x2 * -8.2206352466243295e-18 + 2.8114572543455206e-15;
-  ps = ps * x2 - 7.6471637318198164e-13;
-  ps = ps * x2 + 1.6059043836821613e-10;
-  ps = ps * x2 - 2.505210838544172e-08;
-  ps = ps * x2 + 2.7557319223985893e-06;
-  ps = ps * x2 - 0.00019841269841269841;
-  ps = ps * x2 + 0.0083333333333333332;
-  ps = ps * x2 - 0.16666666666666666;
-  s = x + x * x2 * ps;
-  F64 pc = x2 * 4.1103176233121648e-19 - 1.5619206968586225e-16;
-  pc = pc * x2 + 4.7794773323873853e-14;
-  pc = pc * x2 - 1.1470745597729725e-11;
-  pc = pc * x2 + 2.08767569878681e-09;
-  pc = pc * x2 - 2.7557319223985888e-07;
-  pc = pc * x2 + 2.4801587301587302e-05;
-  pc = pc * x2 - 0.0013888888888888889;
-  pc = pc * x2 + 0.041666666666666664;
-  pc = pc * x2 - 0.5;
-  c = 1.0 + x2 * pc;
+  static constexpr double ks[9] = {-8.2206352466243295e-18, 2.8114572543455206e-15,
+                                   -7.6471637318198164e-13, 1.6059043836821613e-10,
+                                   -2.505210838544172e-08,  2.7557319223985893e-06,
+                                   -0.00019841269841269841, 0.0083333333333333332,
+                                   -0.16666666666666666};
+  static constexpr double kc[10] = {4.1103176233121648e-19,  -1.5619206968586225e-16,
+                                    4.7794773323873853e-14,  -1.1470745597729725e-11,
+                                    2.08767569878681e-09,    -2.7557319223985888e-07,
+                                    2.4801587301587302e-05,  -0.0013888888888888889,
+                                    0.041666666666666664,    -0.5};
+  F64 ps = L::fma(x2, ks[0], ks[1]);
+  for (int i = 2; i < 9; ++i) ps = L::fma(ps, x2, ks[i]);
+  s = L::fma(x * x2, ps, x);
+  F64 pc = L::fma(x2, kc[0], kc[1]);
+  for (int i = 2; i < 10; ++i) pc = L::fma(pc, x2, kc[i]);
+  c = L::fma(x2, pc, 1.0);
 }
 
 // ---------------------------------------------------------------- Box-Muller
@@ -202,65 +205,103 @@ FASTINIT_HD void box_muller_f64(typename L::U32 w0, typename L::U32 w1, typename
 // upper half (x = -ndtri_lower(1 - p)) with 1 - p computed exactly, so deep tails on either
 // side keep full relative accuracy.
 
+// float32: for p > ~0.0017 (|z| < 2.93) Giles' single-precision erfinv polynomial in
+// w = -ln(4p(1-p)) ("Approximating the erfinv function", GPU Computing Gems, 2011), which
+// needs no division and no branch for the common truncation intervals (|a|, |b| <= 2.9 std);
+// below that, Wichura's AS 241 PPND7 tail rationals in r = sqrt(-ln p). Lanes are
+// independent: a vector evaluates the tail only when one of its lanes needs it, and every lane
+// gets exactly the operations it would get alone, so the bits do not depend on neighbours.
 template <class L>
 FASTINIT_HD typename L::F32 ndtri_lower_f32(typename L::F32 p) {
   using F32 = typename L::F32;
-  const F32 q = p - 0.5f;
-  const F32 rc = 0.180625f - q * q;
-  const F32 zc = q * (((59.109374720f * rc + 159.29113202f) * rc + 50.434271938f) * rc +
-                      3.3871327179f) /
-                 (((67.187563600f * rc + 78.757757664f) * rc + 17.895169469f) * rc + 1.0f);
   // p >= 2^-126 keeps log on normal numbers (callers reject intervals that need less).
-  const F32 pp = L::sel(p < 0x1p-126f, p * 0.0f + 0x1p-126f, p);
-  const F32 r = L::sqrt(-log_f32<L>(pp));
-  const F32 r1 = r - 1.6f;
-  const F32 z1 = (((0.17023821103f * r1 + 1.3067284816f) * r1 + 2.7568153900f) * r1 +
-                  1.4234372777f) /
-                 ((0.12021132975f * r1 + 0.73700164250f) * r1 + 1.0f);
-  const F32 r2 = r - 5.0f;
-  const F32 z2 = (((0.017337203997f * r2 + 0.42868294337f) * r2 + 3.0812263860f) * r2 +
-                  6.6579051150f) /
-                 ((0.012258202635f * r2 + 0.24197894225f) * r2 + 1.0f);
-  const F32 zt = L::sel(r <= 5.0f, z1, z2);
-  return L::sel(q >= -0.425f, zc, -zt);
+  const F32 pp = L::sel(p < 0x1p-126f, L::splat(0x1p-126f), p);
+  const F32 w = -log_f32<L>((pp * 4.0f) * (1.0f - pp));
+  const auto central = w < 5.0f;
+  const F32 wc = w - 2.5f;
+  F32 g = L::fma(wc, 2.81022636e-08f, 3.43273939e-07f);
+  g = L::fma(g, wc, -3.5233877e-06f);
+  g = L::fma(g, wc, -4.39150654e-06f);
+  g = L::fma(g, wc, 0.00021858087f);
+  g = L::fma(g, wc, -0.00125372503f);
+  g = L::fma(g, wc, -0.00417768164f);
+  g = L::fma(g, wc, 0.246640727f);
+  g = L::fma(g, wc, 1.50140941f);
+  F32 z = (g * (1.0f - 2.0f * pp)) * -1.41421356f;  // -sqrt(2) erfinv(1 - 2p)
+  if (!L::all(central)) {
+    const F32 r = L::sqrt(-log_f32<L>(pp));
+    const auto near = r <= 5.0f;
+    const F32 r1 = L::sel(near, r - 1.6f, r - 5.0f);
+    const F32 n1 = L::fma(L::fma(L::fma(r1, 0.17023821103f, 1.3067284816f), r1, 2.7568153900f),
+                          r1, 1.4234372777f);
+    const F32 d1 = L::fma(L::fma(r1, 0.12021132975f, 0.73700164250f), r1, 1.0f);
+    const F32 n2 = L::fma(L::fma(L::fma(r1, 0.017337203997f, 0.42868294337f), r1, 3.0812263860f),
+                          r1, 6.6579051150f);
+    const F32 d2 = L::fma(L::fma(r1, 0.012258202635f, 0.24197894225f), r1, 1.0f);
+    const F32 zt = L::sel(near, n1, n2) / L::sel(near, d1, d2);
+    z = L::sel(central, z, -zt);
+  }
+  return z;
+}
+
+// Horner evaluation with fused multiply-adds, highest coefficient first.
+template <class L, class V, int N>
+FASTINIT_HD V horner(V x, const double (&c)[N]) {
+  V acc = L::fma(x, c[0], c[1]);
+  for (int i = 2; i < N; ++i) acc = L::fma(acc, x, c[i]);
+  return acc;
 }
 
 template <class L>
 FASTINIT_HD typename L::F64 ndtri_lower_f64(typename L::F64 p) {
   using F64 = typename L::F64;
+  static constexpr double ka[8] = {2509.0809287301226727, 33430.575583588128105,
+                                   67265.770927008700853, 45921.953931549871457,
+                                   13731.693765509461125, 1971.5909503065514427,
+                                   133.14166789178437745, 3.387132872796366608};
+  static constexpr double kb[8] = {5226.495278852854561, 28729.085735721942674,
+                                   39307.89580009271061, 21213.794301586595867,
+                                   5394.1960214247511077, 687.1870074920579083,
+                                   42.313330701600911252, 1.0};
+  static constexpr double kc[8] = {7.7454501427834140764e-4, 0.0227238449892691845833,
+                                   0.24178072517745061177,   1.27045825245236838258,
+                                   3.64784832476320460504,   5.7694972214606914055,
+                                   4.6303378461565452959,    1.42343711074968357734};
+  static constexpr double kd[8] = {1.05075007164441684324e-9, 5.475938084995344946e-4,
+                                   0.0151986665636164571966,  0.14810397642748007459,
+                                   0.68976733498510000455,    1.6763848301838038494,
+                                   2.05319162663775882187,    1.0};
+  static constexpr double ke[8] = {2.01033439929228813265e-7, 2.71155556874348757815e-5,
+                                   0.0012426609473880784386,  0.026532189526576123093,
+                                   0.29656057182850489123,    1.7848265399172913358,
+                                   5.4637849111641143699,     6.6579046435011037772};
+  static constexpr double kf[8] = {2.04426310338993978564e-15, 1.4215117583164458887e-7,
+                                   1.8463183175100546818e-5,   7.868691311456132591e-4,
+                                   0.0148753612908506148525,   0.13692988092273580531,
+                                   0.59983220655588793769,     1.0};
   const F64 q = p - 0.5;
+  const auto central = q >= -0.425;
   const F64 rc = 0.180625 - q * q;
-  const F64 nc = (((((((2509.0809287301226727 * rc + 33430.575583588128105) * rc +
-                       67265.770927008700853) * rc + 45921.953931549871457) * rc +
-                     13731.693765509461125) * rc + 1971.5909503065514427) * rc +
-                   133.14166789178437745) * rc + 3.387132872796366608);
-  const F64 dc = (((((((5226.495278852854561 * rc + 28729.085735721942674) * rc +
-                       39307.89580009271061) * rc + 21213.794301586595867) * rc +
-                     5394.1960214247511077) * rc + 687.1870074920579083) * rc +
-                   42.313330701600911252) * rc + 1.0);
-  const F64 zc = q * nc / dc;
-  const F64 pp = L::sel(p < 0x1p-1022, p * 0.0 + 0x1p-1022, p);
-  const F64 r = L::sqrt(-log_f64<L>(pp));
-  const F64 r1 = r - 1.6;
-  const F64 n1 = (((((((7.7454501427834140764e-4 * r1 + 0.0227238449892691845833) * r1 +
-                       0.24178072517745061177) * r1 + 1.27045825245236838258) * r1 +
-                     3.64784832476320460504) * r1 + 5.7694972214606914055) * r1 +
-                   4.6303378461565452959) * r1 + 1.42343711074968357734);
-  const F64 d1 = (((((((1.05075007164441684324e-9 * r1 + 5.475938084995344946e-4) * r1 +
-                       0.0151986665636164571966) * r1 + 0.14810397642748007459) * r1 +
-                     0.68976733498510000455) * r1 + 1.6763848301838038494) * r1 +
-                   2.05319162663775882187) * r1 + 1.0);
-  const F64 r2 = r - 5.0;
-  const F64 n2 = (((((((2.01033439929228813265e-7 * r2 + 2.71155556874348757815e-5) * r2 +
-                       0.0012426609473880784386) * r2 + 0.026532189526576123093) * r2 +
-                     0.29656057182850489123) * r2 + 1.7848265399172913358) * r2 +
-                   5.4637849111641143699) * r2 + 6.6579046435011037772);
-  const F64 d2 = (((((((2.04426310338993978564e-15 * r2 + 1.4215117583164458887e-7) * r2 +
-                       1.8463183175100546818e-5) * r2 + 7.868691311456132591e-4) * r2 +
-                     0.0148753612908506148525) * r2 + 0.13692988092273580531) * r2 +
-                   0.59983220655588793769) * r2 + 1.0);
-  const F64 zt = L::sel(r <= 5.0, n1 / d1, n2 / d2);
-  return L::sel(q >= -0.425, zc, -zt);
+  F64 num = q * horner<L>(rc, ka);
+  F64 den = horner<L>(rc, kb);
+  if (!L::all(central)) {
+    const F64 pp = L::sel(p < 0x1p-1022, L::splat(0x1p-1022), p);
+    const F64 r = L::sqrt(-log_f64<L>(pp));
+    const auto near = r <= 5.0;
+    const F64 r1 = L::sel(near, r - 1.6, r - 5.0);
+    F64 nt, dt;
+    if (L::all(central | near)) {
+      nt = horner<L>(r1, kc);
+      dt = horner<L>(r1, kd);
+    } else {
+      nt = L::sel(near, horner<L>(r1, kc), horner<L>(r1, ke));
+      dt = L::sel(near, horner<L>(r1, kd), horner<L>(r1, kf));
+    }
+    num = L::sel(central, num, nt);
+    den = L::sel(central, den, dt);
+  }
+  const F64 z = num / den;
+  return L::sel(central, z, -z);
 }
 
 // ---------------------------------------------------------------- truncated normal
@@ -271,8 +312,8 @@ FASTINIT_HD typename L::F64 ndtri_lower_f64(typename L::F64 p) {
 template <class L>
 FASTINIT_HD typename L::F32 trunc_std_f32(typename L::F32 u, float pl, float qu, float d) {
   using F32 = typename L::F32;
-  const F32 p = u * d + pl;
-  const F32 q = (1.0f - u) * d + qu;
+  const F32 p = L::fma(u, d, pl);
+  const F32 q = L::fma(1.0f - u, d, qu);
   const auto lower = p <= q;
   const F32 z = ndtri_lower_f32<L>(L::sel(lower, p, q));
   return L::sel(lower, z, -z);
@@ -281,8 +322,8 @@ FASTINIT_HD typename L::F32 trunc_std_f32(typename L::F32 u, float pl, float qu,
 template <class L>
 FASTINIT_HD typename L::F64 trunc_std_f64(typename L::F64 u, double pl, double qu, double d) {
   using F64 = typename L::F64;
-  const F64 p = u * d + pl;
-  const F64 q = (1.0 - u) * d + qu;
+  const F64 p = L::fma(u, d, pl);
+  const F64 q = L::fma(1.0 - u, d, qu);
   const auto lower = p <= q;
   const F64 z = ndtri_lower_f64<L>(L::sel(lower, p, q));
   return L::sel(lower, z, -z);

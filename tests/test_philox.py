@@ -1,0 +1,64 @@
+"""The generator itself: Random123's known answers and the word/stream layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastinit
+from fastinit import _fills
+
+KAT = Path(__file__).parent / "data" / "philox4x32_10_kat.txt"
+
+
+def kat_vectors() -> list[tuple[list[int], list[int], tuple[int, ...]]]:
+    rows = []
+    for line in KAT.read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        words = [int(w, 16) for w in line.split()[1:]]
+        rows.append((words[0:4], words[4:6], tuple(words[6:10])))
+    return rows
+
+
+@pytest.mark.parametrize("counter,key,expected", kat_vectors())
+def test_known_answers(counter: list[int], key: list[int], expected: tuple[int, ...]) -> None:
+    assert fastinit.philox4x32(counter, key) == expected
+
+
+def test_kat_file_has_the_three_vectors() -> None:
+    assert len(kat_vectors()) == 3
+
+
+@pytest.mark.parametrize(
+    "counter,key",
+    [
+        ([0, 0, 0], [0, 0]),
+        ([0, 0, 0, 0], [0]),
+        ([1 << 32, 0, 0, 0], [0, 0]),
+        ([-1, 0, 0, 0], [0, 0]),
+    ],
+)
+def test_bad_words_rejected(counter: list[int], key: list[int]) -> None:
+    with pytest.raises(ValueError):
+        fastinit.philox4x32(counter, key)
+
+
+def test_random_words_follow_the_counter_layout() -> None:
+    seed, stream = 0x0123456789ABCDEF, (5 << 32) | 7
+    words = _fills.random_words(12, seed, stream, offset=(1 << 34) - 4)
+    key = [seed & 0xFFFFFFFF, seed >> 32]
+    for i in range(3):
+        block = ((1 << 34) - 4) // 4 + i
+        ctr = [block & 0xFFFFFFFF, block >> 32, stream & 0xFFFFFFFF, stream >> 32]
+        assert tuple(int(w) for w in words[4 * i : 4 * i + 4]) == fastinit.philox4x32(ctr, key)
+
+
+def test_uniform_uses_word_i_of_block_i_over_4() -> None:
+    # float32 uniform: element i = (word i >> 8) * 2^-24 for low=0, high=1.
+    x = np.empty(64, np.float32)
+    fastinit.uniform_(x, seed=99)
+    words = _fills.random_words(64, 99, 0)
+    np.testing.assert_array_equal(x, (words >> 8).astype(np.float32) * np.float32(2.0**-24))

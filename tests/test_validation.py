@@ -1,0 +1,176 @@
+"""Bad input raises a clear exception and leaves the buffer untouched."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import fastinit
+
+SENTINEL = 7.0
+
+
+def sentinel(shape=(16, 8), dtype=np.float32) -> np.ndarray:
+    return np.full(shape, SENTINEL, dtype)
+
+
+def untouched(x: np.ndarray) -> bool:
+    return bool((x.astype(np.float64) == SENTINEL).all())
+
+
+BAD_PARAMS = [
+    (fastinit.uniform_, dict(low=1.0, high=0.0), ValueError),
+    (fastinit.uniform_, dict(low=math.nan), ValueError),
+    (fastinit.uniform_, dict(high=math.inf), ValueError),
+    (fastinit.uniform_, dict(low="a"), TypeError),
+    (fastinit.normal_, dict(std=-1.0), ValueError),
+    (fastinit.normal_, dict(std=math.nan), ValueError),
+    (fastinit.normal_, dict(mean=math.inf), ValueError),
+    (fastinit.trunc_normal_, dict(a=1.0, b=1.0), ValueError),
+    (fastinit.trunc_normal_, dict(a=2.0, b=-2.0), ValueError),
+    (fastinit.trunc_normal_, dict(std=-0.1), ValueError),
+    (fastinit.trunc_normal_, dict(b=math.nan), ValueError),
+    (fastinit.trunc_normal_, dict(std=0.0, mean=5.0), ValueError),
+    # an interval 40 sigma out has no float32-computable mass
+    (fastinit.trunc_normal_, dict(a=40.0, b=41.0), ValueError),
+    (fastinit.normal_, dict(seed=-(2**63) - 1), ValueError),
+    (fastinit.normal_, dict(seed=1.5), TypeError),
+    (fastinit.normal_, dict(seed=True), TypeError),
+]
+
+
+@pytest.mark.parametrize("fn,kw,exc", BAD_PARAMS)
+def test_bad_parameters(fn, kw, exc) -> None:
+    x = sentinel()
+    with pytest.raises(exc):
+        fn(x, **kw)
+    assert untouched(x)
+
+
+def test_no_representable_value_in_range() -> None:
+    import ml_dtypes
+
+    x = sentinel(dtype=ml_dtypes.bfloat16)
+    with pytest.raises(ValueError, match="bfloat16"):
+        fastinit.uniform_(x, 1.001, 1.002, seed=0)
+    assert untouched(x)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint8, np.complex64, np.bool_])
+def test_unsupported_dtype_is_a_type_error_naming_it(dtype) -> None:
+    x = np.zeros(8, dtype)
+    with pytest.raises(TypeError, match=np.dtype(dtype).name):
+        fastinit.normal_(x, seed=0)
+    assert not x.any()
+
+
+def test_read_only_array() -> None:
+    x = sentinel()
+    x.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        fastinit.uniform_(x, seed=0)
+    assert untouched(x)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: np.lib.stride_tricks.as_strided(np.full(8, SENTINEL, np.float32), (4, 8), (0, 4)),
+        lambda: np.lib.stride_tricks.as_strided(np.full(16, SENTINEL, np.float32), (4, 4), (4, 4)),
+    ],
+    ids=["stride-0", "self-overlap"],
+)
+def test_overlapping_strides(make) -> None:
+    x = make()
+    with pytest.raises(ValueError, match="overlap"):
+        fastinit.normal_(x, seed=0)
+    assert untouched(x)
+
+
+def test_byte_swapped_array() -> None:
+    x = sentinel(dtype=np.dtype(">f4"))
+    with pytest.raises(ValueError, match="byte order"):
+        fastinit.normal_(x, seed=0)
+    assert untouched(x)
+
+
+@pytest.mark.parametrize(
+    "gs,go",
+    [
+        ((16, 7), (0, 0)),  # local does not fit
+        ((16, 8), (1, 0)),  # offset pushes it out
+        ((16, 8, 1), (0, 0, 0)),  # wrong rank
+        ((16, 8), (0,)),
+        ((16, 8), (-1, 0)),
+        (None, (0, 0)),  # offset without shape
+    ],
+)
+def test_shard_outside_global_shape(gs, go) -> None:
+    x = sentinel()
+    with pytest.raises(ValueError):
+        fastinit.normal_(x, seed=0, global_shape=gs, global_offset=go)
+    assert untouched(x)
+
+
+def test_not_an_array() -> None:
+    with pytest.raises(TypeError, match="__dlpack__"):
+        fastinit.normal_([1.0, 2.0], seed=0)
+
+
+def test_zero_size_is_a_no_op_but_still_validated() -> None:
+    x = np.empty((0, 5), np.float32)
+    assert fastinit.normal_(x, seed=0) is x
+    with pytest.raises(ValueError):
+        fastinit.normal_(x, std=-1.0, seed=0)
+
+
+def test_returns_the_same_object() -> None:
+    x = np.empty(5, np.float32)
+    assert fastinit.uniform_(x) is x
+    assert fastinit.normal_(x) is x
+    assert fastinit.trunc_normal_(x) is x
+    assert fastinit.constant_(x, 3.0) is x and (x == 3.0).all()
+    assert fastinit.zeros_(x) is x and (x == 0).all()
+    assert fastinit.ones_(x) is x and (x == 1).all()
+
+
+def test_threads_setting() -> None:
+    before = fastinit.get_num_threads()
+    try:
+        fastinit.set_num_threads(3)
+        assert fastinit.get_num_threads() == 3
+        with pytest.raises(ValueError):
+            fastinit.set_num_threads(0)
+    finally:
+        fastinit.set_num_threads(before)
+
+
+def test_kernel_set_override_is_checked() -> None:
+    from fastinit import _core
+
+    with pytest.raises(ValueError, match="not available"):
+        _core.set_isa("sse9")
+
+
+def test_environment_variable_selects_the_kernels(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    code = "import fastinit; print(fastinit.config()['isa'])"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**__import__("os").environ, "FASTINIT_CPU": "scalar"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "scalar"
+    bad = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**__import__("os").environ, "FASTINIT_CPU": "nonsense"},
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode != 0 and "FASTINIT_CPU" in bad.stderr
