@@ -198,6 +198,64 @@ struct VecLanes {
   }
   static inline void store_fence() { _mm_sfence(); }
 };
+
+// float64 lanes at native register width (8 doubles for AVX-512, 4 for AVX2): half as many
+// Philox blocks per step as VecLanes, so no float64 vector spans two registers.
+struct VecLanesD {
+  static constexpr int W = FASTINIT_VEC_W / 2;
+  typedef uint32_t U32 __attribute__((vector_size(2 * FASTINIT_VEC_W)));
+  typedef int32_t I32 __attribute__((vector_size(2 * FASTINIT_VEC_W)));
+  typedef uint64_t U64 __attribute__((vector_size(4 * FASTINIT_VEC_W)));
+  typedef int64_t I64 __attribute__((vector_size(4 * FASTINIT_VEC_W)));
+  typedef double F64 __attribute__((vector_size(4 * FASTINIT_VEC_W)));
+  using ND = VecLanes::ND;
+
+  static inline I64 as_i64(U64 x) { return reinterpret_cast<I64>(x); }
+  static inline U64 widen(U32 x) { return __builtin_convertvector(x, U64); }
+  static inline U64 bits(F64 x) { return reinterpret_cast<U64>(x); }
+  static inline F64 from_bits(U64 x) { return reinterpret_cast<F64>(x); }
+  // Exact for |x| < 2^53, which covers every integer the transforms convert.
+  static inline F64 cvt_f64(I64 x) {
+#if FASTINIT_VEC_W == 16
+    return __builtin_convertvector(x, F64);
+#else
+    // AVX2 has no int64 -> double instruction: convert the 32-bit halves exactly with the
+    // 2^52 magic number and combine (both steps are exact, so the result is the same bits).
+    const I64 hi = x >> 32;
+    const U64 lo = reinterpret_cast<U64>(x) & uint64_t{0xFFFFFFFF};
+    const U64 magic = reinterpret_cast<U64>(splat(0x1p52));
+    const F64 flo = from_bits(lo | magic) - 0x1p52;
+    const F64 fhi = from_bits(reinterpret_cast<U64>(hi + int64_t{0x80000000}) | magic) -
+                    (0x1p52 + 0x1p31);
+    return fhi * 0x1p32 + flo;
+#endif
+  }
+  static inline F64 splat(double c) {
+    F64 r;
+    for (int i = 0; i < W; ++i) r[i] = c;
+    return r;
+  }
+  static inline F64 fma(F64 a, F64 b, F64 c) {
+    return reinterpret_cast<F64>(
+        VecLanes::nfma(reinterpret_cast<ND>(a), reinterpret_cast<ND>(b), reinterpret_cast<ND>(c)));
+  }
+  static inline F64 fma(F64 a, double b, double c) { return fma(a, splat(b), splat(c)); }
+  static inline F64 fma(F64 a, F64 b, double c) { return fma(a, b, splat(c)); }
+  static inline F64 fma(F64 a, double b, F64 c) { return fma(a, splat(b), c); }
+  static inline F64 sqrt(F64 x) { return reinterpret_cast<F64>(VecLanes::nsqrt(reinterpret_cast<ND>(x))); }
+  template <class M, class T>
+  static inline T sel(M mask, T a, T b) {
+    return mask ? a : b;
+  }
+  static inline bool all(I64 m) {
+#if FASTINIT_VEC_W == 16
+    return _mm512_movepi64_mask(reinterpret_cast<__m512i>(m)) == 0xFF;
+#else
+    return _mm256_movemask_pd(reinterpret_cast<__m256d>(m)) == 0xF;
+#endif
+  }
+  static inline void zip(F64 a, F64 b, F64& lo, F64& hi) { VecLanes::zip<F64, I64>(a, b, lo, hi); }
+};
 #endif
 
 // The scalar path as a lane set with the extra members the kernel needs.
@@ -319,6 +377,33 @@ inline void philox_vec(uint64_t block, uint64_t stream, const KeySchedule& ks, V
 }
 #endif
 
+// The two float64 values of each block (words (0, 1) and (2, 3)), clamped where needed.
+template <class L, Dist D>
+inline void f64_values(const FillParams& P, typename L::U32 x0, typename L::U32 x1,
+                       typename L::U32 x2, typename L::U32 x3, typename L::F64& y0,
+                       typename L::F64& y1) {
+  using F64 = typename L::F64;
+  if constexpr (D == Dist::Uniform) {
+    y0 = L::fma(unit_f64<L>(x0, x1), P.d[1], P.d[0]);
+    y1 = L::fma(unit_f64<L>(x2, x3), P.d[1], P.d[0]);
+  } else if constexpr (D == Dist::Normal) {
+    F64 z0, z1;
+    box_muller_f64<L>(x0, x1, x2, x3, z0, z1);
+    y0 = L::fma(z0, P.d[1], P.d[0]);
+    y1 = L::fma(z1, P.d[1], P.d[0]);
+  } else {
+    y0 = L::fma(trunc_std_f64<L>(unit_open_f64<L>(x0, x1), P.d[4], P.d[5], P.d[6]), P.d[1], P.d[0]);
+    y1 = L::fma(trunc_std_f64<L>(unit_open_f64<L>(x2, x3), P.d[4], P.d[5], P.d[6]), P.d[1], P.d[0]);
+  }
+  if constexpr (D != Dist::Normal) {
+    const F64 lo = L::splat(P.d[2]), hi = L::splat(P.d[3]);
+    y0 = L::sel(y0 < lo, lo, y0);
+    y0 = L::sel(y0 > hi, hi, y0);
+    y1 = L::sel(y1 < lo, lo, y1);
+    y1 = L::sel(y1 > hi, hi, y1);
+  }
+}
+
 // One group = L::W consecutive Philox blocks = W * (4 or 2) consecutive elements, written to
 // dst in logical order.
 template <class L, Dist D, DType T, class KS>
@@ -334,29 +419,29 @@ inline void emit_group(const FillParams& P, const KS& ks, uint64_t block, void* 
 #endif
     philox_lanes<L>(block, P.key, P.stream, x0, x1, x2, x3);
   if constexpr (T == DType::F64) {
-    F64 y0, y1;
-    if constexpr (D == Dist::Uniform) {
-      y0 = L::fma(unit_f64<L>(x0, x1), P.d[1], P.d[0]);
-      y1 = L::fma(unit_f64<L>(x2, x3), P.d[1], P.d[0]);
-    } else if constexpr (D == Dist::Normal) {
-      F64 z0, z1;
-      box_muller_f64<L>(x0, x1, x2, x3, z0, z1);
-      y0 = L::fma(z0, P.d[1], P.d[0]);
-      y1 = L::fma(z1, P.d[1], P.d[0]);
-    } else {
-      y0 = L::fma(trunc_std_f64<L>(unit_open_f64<L>(x0, x1), P.d[4], P.d[5], P.d[6]), P.d[1], P.d[0]);
-      y1 = L::fma(trunc_std_f64<L>(unit_open_f64<L>(x2, x3), P.d[4], P.d[5], P.d[6]), P.d[1], P.d[0]);
-    }
-    if constexpr (D != Dist::Normal) {
-      const F64 lo = L::splat(P.d[2]), hi = L::splat(P.d[3]);
-      y0 = L::sel(y0 < lo, lo, y0);
-      y0 = L::sel(y0 > hi, hi, y0);
-      y1 = L::sel(y1 < lo, lo, y1);
-      y1 = L::sel(y1 > hi, hi, y1);
-    }
-    F64 o0, o1;
-    L::zip(y0, y1, o0, o1);
     char* d = static_cast<char*>(dst);
+#if defined(__AVX512F__) || defined(__AVX2__)
+    if constexpr (L::W > 1) {
+      // float64 math runs on native-width vectors: each half of the group's blocks separately.
+      using LD = VecLanesD;
+      const U32 xs[4] = {x0, x1, x2, x3};
+      for (int h = 0; h < 2; ++h) {
+        typename LD::U32 xh[4];
+        for (int k = 0; k < 4; ++k)
+          std::memcpy(&xh[k], reinterpret_cast<const char*>(&xs[k]) + h * sizeof(xh[k]),
+                      sizeof(xh[k]));
+        typename LD::F64 y0, y1, o0, o1;
+        f64_values<LD, D>(P, xh[0], xh[1], xh[2], xh[3], y0, y1);
+        LD::zip(y0, y1, o0, o1);
+        L::store(d + h * 2 * sizeof(o0), o0, nt);
+        L::store(d + h * 2 * sizeof(o0) + sizeof(o0), o1, nt);
+      }
+      return;
+    }
+#endif
+    F64 y0, y1, o0, o1;
+    f64_values<L, D>(P, x0, x1, x2, x3, y0, y1);
+    L::zip(y0, y1, o0, o1);
     L::store(d, o0, nt);
     L::store(d + sizeof(F64), o1, nt);
   } else {
