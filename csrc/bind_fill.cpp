@@ -25,26 +25,6 @@ void require_cpu(const BufferView& b) {
   throw py::error_already_set();
 }
 
-FillParams params_for(const std::string& dist, DType t, const std::vector<double>& p,
-                      uint64_t key, uint64_t stream) {
-  auto need = [&](size_t n) {
-    if (p.size() != n)
-      throw std::invalid_argument("fastinit: " + dist + " takes " + std::to_string(n) + " parameters");
-  };
-  if (dist == "uniform") {
-    need(2);
-    return make_uniform_params(t, p[0], p[1], key, stream);
-  }
-  if (dist == "normal") {
-    need(2);
-    return make_normal_params(t, p[0], p[1], key, stream);
-  }
-  if (dist == "trunc_normal") {
-    need(4);
-    return make_trunc_normal_params(t, p[0], p[1], p[2], p[3], key, stream);
-  }
-  throw std::invalid_argument("fastinit: unknown distribution '" + dist + "'");
-}
 
 }  // namespace
 
@@ -65,7 +45,7 @@ void register_fill(py::module_& m) {
         BufferView b = acquire_buffer(target);
         require_cpu(b);
         const Shard s = make_shard(b, global_shape, global_offset);
-        const FillParams P = params_for(dist, b.dtype, params, key, stream);
+        const FillParams P = make_params(dist, b.dtype, params, key, stream);
         py::gil_scoped_release nogil;
         fill_cpu(b, s, P);
       },

@@ -190,6 +190,27 @@ FillParams make_trunc_normal_params(DType t, double mean, double std, double a, 
   return P;
 }
 
+FillParams make_params(const std::string& dist, DType t, const std::vector<double>& p,
+                      uint64_t key, uint64_t stream) {
+  auto need = [&](size_t n) {
+    if (p.size() != n)
+      throw std::invalid_argument("fastinit: " + dist + " takes " + std::to_string(n) + " parameters");
+  };
+  if (dist == "uniform") {
+    need(2);
+    return make_uniform_params(t, p[0], p[1], key, stream);
+  }
+  if (dist == "normal") {
+    need(2);
+    return make_normal_params(t, p[0], p[1], key, stream);
+  }
+  if (dist == "trunc_normal") {
+    need(4);
+    return make_trunc_normal_params(t, p[0], p[1], p[2], p[3], key, stream);
+  }
+  throw std::invalid_argument("fastinit: unknown distribution '" + dist + "'");
+}
+
 RunLayout make_layout(const BufferView& b, const Shard& s) {
   RunLayout L;
   const int nd = b.ndim();
@@ -331,30 +352,38 @@ void constant_cpu(const BufferView& b, double value) {
   });
 }
 
-void scatter_constant_cpu(const BufferView& b, const Shard& s, double value,
-                          const int64_t* indices, int64_t count) {
+std::vector<int64_t> scatter_offsets(const BufferView& b, const Shard& s, const int64_t* indices,
+                                     int64_t count) {
   const int nd = b.ndim();
-  const int64_t isz = dtype_size(b.dtype);
-  alignas(8) unsigned char pattern[8];
-  encode_value(value, b.dtype, pattern);
-  std::vector<int64_t> idx(nd);
+  std::vector<int64_t> out, idx(nd);
   for (int64_t i = 0; i < count; ++i) {
     int64_t k = indices[i];
-    bool inside = k >= 0;
-    for (int d = nd - 1; d >= 0 && inside; --d) {
+    if (k < 0) continue;
+    for (int d = nd - 1; d >= 0; --d) {
       const int64_t gs = s.global_shape[d];
       idx[d] = gs ? k % gs : 0;
       k = gs ? k / gs : 0;
     }
-    if (!inside || k != 0) continue;  // beyond the global tensor
+    if (k != 0) continue;  // beyond the global tensor
     int64_t m = 0;
+    bool inside = true;
     for (int d = 0; d < nd && inside; ++d) {
       const int64_t local = idx[d] - s.global_offset[d];
       inside = local >= 0 && local < b.shape[d];
       m += local * b.strides[d];
     }
-    if (inside) std::memcpy(b.data + m * isz, pattern, isz);
+    if (inside) out.push_back(m);
   }
+  return out;
+}
+
+void scatter_constant_cpu(const BufferView& b, const Shard& s, double value,
+                          const int64_t* indices, int64_t count) {
+  const int64_t isz = dtype_size(b.dtype);
+  alignas(8) unsigned char pattern[8];
+  encode_value(value, b.dtype, pattern);
+  for (const int64_t m : scatter_offsets(b, s, indices, count))
+    std::memcpy(b.data + m * isz, pattern, isz);
 }
 
 void set_num_threads(int n) {

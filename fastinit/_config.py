@@ -13,7 +13,7 @@ def _cuda_info() -> dict[str, Any]:
     info: dict[str, Any] = {"built": built, "available": False, "devices": 0}
     if built:
         try:
-            from . import _cuda  # type: ignore[attr-defined]
+            from . import _cuda
 
             info["devices"] = int(_cuda.device_count())
             info["available"] = info["devices"] > 0

@@ -11,10 +11,16 @@ asynchronous, exactly like the framework's own operations.
 - CuPy arrays: ``cupy.cuda.get_current_stream()`` on the array's device;
 - any other producer: the legacy default stream (DLPack's ``1``), which orders with every
   blocking stream of the device.
+
+Orthogonal initialization on CUDA goes through torch: the reflectors come from the same
+Philox normal stream as on the CPU (generated on the device by fastinit's fill kernel), and
+``torch.linalg.householder_product`` (cuSOLVER's orgqr) accumulates them. See
+:func:`orthogonal_torch`.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import Any
 
@@ -39,7 +45,7 @@ def cuda_module(device_id: int | None = None) -> Any:
         exist, or the build has no code for its compute capability. The message says which.
     """
     try:
-        from . import _cuda  # type: ignore[attr-defined]
+        from . import _cuda
     except ImportError as exc:
         raise BufferError(
             "fastinit: this buffer lives on a CUDA device, but this build of fastinit has no "
@@ -121,6 +127,45 @@ class CudaBackend:
         """Launch a constant fill."""
         self.module.constant(target, value, cuda_stream=self.dlpack_stream)
 
+    def orthogonal(
+        self, target: Any, gain: float, key: int, stream: int, column_axis: Any, threads: int
+    ) -> None:
+        """``fastinit.orthogonal_`` of the capsule ``target`` (see :func:`orthogonal_torch`)."""
+        torch, t = self._as_torch(target, "orthogonal_")
+        with torch.cuda.device(self.device_id), torch.cuda.stream(self._torch_stream(torch)):
+            orthogonal_torch(t, gain, key, stream, column_axis)
+
+    def delta_orthogonal(
+        self, target: Any, gain: float, key: int, stream: int, column_axis: int, threads: int
+    ) -> None:
+        """``fastinit.delta_orthogonal_``: zeros, and orthogonal_ of the spatial centre."""
+        torch, t = self._as_torch(target, "delta_orthogonal_")
+        with torch.cuda.device(self.device_id), torch.cuda.stream(self._torch_stream(torch)):
+            centre = tuple((k - 1) // 2 for k in t.shape[:-2])
+            t.zero_()
+            orthogonal_torch(t[centre], gain, key, stream, column_axis)
+
+    def _as_torch(self, target: Any, what: str) -> tuple[Any, Any]:
+        try:
+            import torch
+        except ImportError:
+            raise BufferError(
+                f"fastinit: {what} on CUDA buffers uses torch.linalg.householder_product; "
+                "install torch with CUDA support"
+            ) from None
+        t = torch.from_dlpack(target)
+        if t.dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
+            raise TypeError(
+                f"fastinit: unsupported dtype {str(t.dtype).removeprefix('torch.')}; "
+                "expected float32, float64, float16 or bfloat16"
+            )
+        return torch, t
+
+    def _torch_stream(self, torch: Any) -> Any:
+        if self.dlpack_stream == LEGACY_DEFAULT_STREAM:
+            return torch.cuda.default_stream(self.device_id)
+        return torch.cuda.ExternalStream(self.dlpack_stream, device=self.device_id)
+
     def scatter_constant(
         self,
         target: Any,
@@ -144,3 +189,66 @@ def cuda_backend(x: Any, device_id: int) -> CudaBackend:
         CUDA is unavailable for this device (see :func:`cuda_module`).
     """
     return CudaBackend(cuda_module(device_id), device_id, consumer_stream(x, device_id))
+
+
+def orthogonal_torch(t: Any, gain: float, key: int, stream: int, column_axis: int | None) -> None:
+    """Write ``gain`` times the (key, stream) Haar (semi-)orthogonal matrix into the torch
+    tensor ``t`` (any device), through torch's own linear algebra.
+
+    The reflectors are those of the CPU path (csrc/include/fastinit/orthogonal.hpp): the
+    virtual ``N x M`` standard normal matrix ``Z`` is materialized by ``fastinit.normal_``
+    (so it holds the CPU's values bit for bit), reflector ``j`` is ``Z[j, j:]``, with the same
+    ``v[0]``, ``tau`` and sign correction ``d``; ``torch.linalg.householder_product`` forms
+    ``H_0 ... H_{N-1} [I; 0]`` (LAPACK's/cuSOLVER's orgqr, with the reflectors rescaled to a
+    unit leading entry). Values agree with the CPU's to rounding (the sums of squares and the
+    accumulation are ordered differently). Workspace: about three ``M x N`` matrices of the
+    compute type (float32, or float64 for float64 tensors).
+
+    ``column_axis``: ``None`` for torch's rule (rows = dim 0), else an axis (Keras/JAX's).
+    """
+    import torch
+
+    from . import _fills
+
+    shape = tuple(int(v) for v in t.shape)
+    numel = math.prod(shape)
+    if numel == 0:
+        return
+    if column_axis is None:
+        view = t
+        rows = shape[0]
+        cols = numel // rows
+    else:
+        view = t.movedim(column_axis, -1)
+        cols = shape[column_axis]
+        rows = numel // cols
+    m, n = max(rows, cols), min(rows, cols)
+    cdt = torch.float64 if t.dtype == torch.float64 else torch.float32
+    z = torch.empty((n, m), dtype=cdt, device=t.device)
+    g = _fills.Generator(key)
+    g.set_state((key, stream))
+    _fills.normal_(z, 0.0, 1.0, seed=g)
+
+    x0 = z.diagonal().to(torch.float64)
+    upper = z.triu(1)  # reflector j without its first entry: Z[j, j+1:]
+    del z
+    rest = upper.to(torch.float64).square().sum(dim=1)
+    norm2 = x0 * x0 + rest
+    sg = torch.where(x0 >= 0, 1.0, -1.0).to(torch.float64)
+    v0 = (x0 + sg * norm2.sqrt()).to(cdt)  # rounded once to the compute type, as on the CPU
+    v0d = v0.to(torch.float64)
+    tau = 2.0 / (rest + v0d * v0d)
+    zero = ~(norm2 > 0)
+    tau = torch.where(zero, 0.0, tau)
+    d = torch.where(zero, 1.0, -sg)
+    v0 = torch.where(zero, torch.ones_like(v0), v0)
+    v0d = v0.to(torch.float64)
+    # LAPACK's convention: v with v[0] = 1 and tau' = tau v0^2 is the same reflection.
+    reflectors = (upper / v0[:, None]).T
+    del upper
+    q = torch.linalg.householder_product(reflectors, (tau * v0d * v0d).to(cdt))
+    del reflectors
+    q.mul_((gain * d).to(cdt)[None, :])
+    out = q if rows >= cols else q.T
+    with torch.no_grad():
+        view.copy_(out.reshape(view.shape))

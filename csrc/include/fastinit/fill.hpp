@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "fastinit/buffer.hpp"
@@ -16,6 +17,11 @@ FillParams make_uniform_params(DType t, double low, double high, uint64_t key, u
 FillParams make_normal_params(DType t, double mean, double std, uint64_t key, uint64_t stream);
 FillParams make_trunc_normal_params(DType t, double mean, double std, double a, double b,
                                     uint64_t key, uint64_t stream);
+
+// The same by distribution name ("uniform": low, high; "normal": mean, std; "trunc_normal":
+// mean, std, a, b), as the Python layer passes them to every device's bindings.
+FillParams make_params(const std::string& dist, DType t, const std::vector<double>& p,
+                       uint64_t key, uint64_t stream);
 
 // The logical layout of a (possibly sharded, possibly strided) buffer, reduced to runs: every
 // run is `inner` elements whose global (logical) indices advance by `inner_gstride` and whose
@@ -34,6 +40,10 @@ RunLayout make_layout(const BufferView& b, const Shard& s);
 void fill_cpu(const BufferView& b, const Shard& s, const FillParams& P);
 // Writes one constant (given as a double, rounded to the dtype) to every element.
 void constant_cpu(const BufferView& b, double value);
+// Memory offsets (in elements, from the buffer's element 0) of the global flat indices that
+// fall inside the shard; indices outside it (or outside the global tensor) are skipped.
+std::vector<int64_t> scatter_offsets(const BufferView& b, const Shard& s, const int64_t* indices,
+                                     int64_t count);
 // Writes value at the given global flat indices that fall inside the shard.
 void scatter_constant_cpu(const BufferView& b, const Shard& s, double value,
                           const int64_t* indices, int64_t count);

@@ -10,6 +10,7 @@
 #include <immintrin.h>
 #endif
 
+#include "fastinit/block_values.hpp"
 #include "fastinit/lanes_scalar.hpp"
 #include "fastinit/params.hpp"
 #include "fastinit/philox.hpp"
@@ -377,33 +378,6 @@ inline void philox_vec(uint64_t block, uint64_t stream, const KeySchedule& ks, V
 }
 #endif
 
-// The two float64 values of each block (words (0, 1) and (2, 3)), clamped where needed.
-template <class L, Dist D>
-inline void f64_values(const FillParams& P, typename L::U32 x0, typename L::U32 x1,
-                       typename L::U32 x2, typename L::U32 x3, typename L::F64& y0,
-                       typename L::F64& y1) {
-  using F64 = typename L::F64;
-  if constexpr (D == Dist::Uniform) {
-    y0 = L::fma(unit_f64<L>(x0, x1), P.d[1], P.d[0]);
-    y1 = L::fma(unit_f64<L>(x2, x3), P.d[1], P.d[0]);
-  } else if constexpr (D == Dist::Normal) {
-    F64 z0, z1;
-    box_muller_f64<L>(x0, x1, x2, x3, z0, z1);
-    y0 = L::fma(z0, P.d[1], P.d[0]);
-    y1 = L::fma(z1, P.d[1], P.d[0]);
-  } else {
-    y0 = L::fma(trunc_std_f64<L>(unit_open_f64<L>(x0, x1), P.d[4], P.d[5], P.d[6]), P.d[1], P.d[0]);
-    y1 = L::fma(trunc_std_f64<L>(unit_open_f64<L>(x2, x3), P.d[4], P.d[5], P.d[6]), P.d[1], P.d[0]);
-  }
-  if constexpr (D != Dist::Normal) {
-    const F64 lo = L::splat(P.d[2]), hi = L::splat(P.d[3]);
-    y0 = L::sel(y0 < lo, lo, y0);
-    y0 = L::sel(y0 > hi, hi, y0);
-    y1 = L::sel(y1 < lo, lo, y1);
-    y1 = L::sel(y1 > hi, hi, y1);
-  }
-}
-
 // One group = L::W consecutive Philox blocks = W * (4 or 2) consecutive elements, written to
 // dst in logical order.
 template <class L, Dist D, DType T, class KS>
@@ -431,7 +405,7 @@ inline void emit_group(const FillParams& P, const KS& ks, uint64_t block, void* 
           std::memcpy(&xh[k], reinterpret_cast<const char*>(&xs[k]) + h * sizeof(xh[k]),
                       sizeof(xh[k]));
         typename LD::F64 y0, y1, o0, o1;
-        f64_values<LD, D>(P, xh[0], xh[1], xh[2], xh[3], y0, y1);
+        block_y_f64<LD, D>(P, xh[0], xh[1], xh[2], xh[3], y0, y1);
         LD::zip(y0, y1, o0, o1);
         L::store(d + h * 2 * sizeof(o0), o0, nt);
         L::store(d + h * 2 * sizeof(o0) + sizeof(o0), o1, nt);
@@ -440,32 +414,13 @@ inline void emit_group(const FillParams& P, const KS& ks, uint64_t block, void* 
     }
 #endif
     F64 y0, y1, o0, o1;
-    f64_values<L, D>(P, x0, x1, x2, x3, y0, y1);
+    block_y_f64<L, D>(P, x0, x1, x2, x3, y0, y1);
     L::zip(y0, y1, o0, o1);
     L::store(d, o0, nt);
     L::store(d + sizeof(F64), o1, nt);
   } else {
     F32 y[4];
-    if constexpr (D == Dist::Uniform) {
-      const U32 xs[4] = {x0, x1, x2, x3};
-      for (int k = 0; k < 4; ++k) y[k] = L::fma(unit_f32<L>(xs[k]), P.f[1], P.f[0]);
-    } else if constexpr (D == Dist::Normal) {
-      box_muller_f32<L>(x0, x1, y[0], y[1]);
-      box_muller_f32<L>(x2, x3, y[2], y[3]);
-      for (int k = 0; k < 4; ++k) y[k] = L::fma(y[k], P.f[1], P.f[0]);
-    } else {
-      const U32 xs[4] = {x0, x1, x2, x3};
-      for (int k = 0; k < 4; ++k)
-        y[k] = L::fma(trunc_std_f32<L>(unit_open_f32<L>(xs[k]), P.f[4], P.f[5], P.f[6]), P.f[1],
-                      P.f[0]);
-    }
-    if constexpr (D != Dist::Normal) {
-      const F32 lo = L::splat(P.f[2]), hi = L::splat(P.f[3]);
-      for (int k = 0; k < 4; ++k) {
-        y[k] = L::sel(y[k] < lo, lo, y[k]);
-        y[k] = L::sel(y[k] > hi, hi, y[k]);
-      }
-    }
+    block_y_f32<L, D>(P, x0, x1, x2, x3, y);
     char* d = static_cast<char*>(dst);
     if constexpr (T == DType::F32) {
       F32 t0, t1, t2, t3, o0, o1, o2, o3;

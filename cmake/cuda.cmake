@@ -1,0 +1,118 @@
+# The optional CUDA extension module fastinit._cuda (csrc/cuda/, csrc/bind_cuda.cpp).
+#
+# FASTINIT_CUDA (cache variable, also read from the environment by pyproject.toml):
+#   AUTO  build it when a CUDA compiler is found (the default); say why not otherwise
+#   ON    build it or fail the configuration
+#   OFF   never build it
+# nvcc is looked for in CUDACXX / CMAKE_CUDA_COMPILER, then $CUDA_HOME, $CUDA_PATH,
+# /usr/local/cuda and /opt/cuda, then PATH, so AUTO finds a standard install that is not on PATH.
+#
+# FASTINIT_CUDA_ARCHITECTURES: what the fat binary holds (CMake CUDA_ARCHITECTURES syntax).
+# Default for CUDA >= 13 (which dropped Maxwell, Pascal and Volta):
+#   75-real   Turing (T4, RTX 20xx)
+#   80-real   Ampere A100; by binary compatibility also runs 8.6 (A10, RTX 30xx), 8.7, 8.9 (L4, L40, RTX 40xx)
+#   90-real   Hopper (H100, H200)
+#   100-real  Blackwell data centre (B200, GB200; also runs 10.3)
+#   120-real  Blackwell consumer/workstation (RTX 50xx, RTX PRO; also runs 12.1)
+#   75-virtual  PTX for compute capability 7.5, JIT-compiled by the driver on anything newer
+#               that has no SASS above (e.g. 11.0); --fmad=false is kept in the PTX, so the
+#               JIT-compiled code gives the same bits.
+# Five SASS targets keep a from-scratch CUDA build to a few minutes on 2 cores; 86 and 89 add
+# nothing for these memory-bound kernels. CUDA 12.8-12.9: 70-real is added (Volta); older
+# CUDA 12: 70;75;80;90 SASS + compute_90 PTX.
+
+string(TOUPPER "${FASTINIT_CUDA}" _fastinit_cuda_mode)
+if(_fastinit_cuda_mode MATCHES "^(ON|1|TRUE|YES|REQUIRED)$")
+  set(_fastinit_cuda_mode ON)
+elseif(_fastinit_cuda_mode MATCHES "^(OFF|0|FALSE|NO)$")
+  set(_fastinit_cuda_mode OFF)
+elseif(NOT _fastinit_cuda_mode STREQUAL "AUTO")
+  message(FATAL_ERROR "FASTINIT_CUDA must be AUTO, ON or OFF (got '${FASTINIT_CUDA}')")
+endif()
+
+if(_fastinit_cuda_mode STREQUAL "OFF")
+  message(STATUS "fastinit: CUDA module not built (FASTINIT_CUDA=OFF)")
+  return()
+endif()
+
+# --- Find nvcc, also where it is not on PATH.
+if(NOT CMAKE_CUDA_COMPILER AND NOT DEFINED ENV{CUDACXX})
+  file(GLOB _fastinit_versioned_cuda LIST_DIRECTORIES true /usr/local/cuda-*)
+  list(SORT _fastinit_versioned_cuda COMPARE NATURAL ORDER DESCENDING)
+  find_program(FASTINIT_NVCC nvcc
+    HINTS ENV CUDA_HOME ENV CUDA_PATH ENV CUDAToolkit_ROOT /usr/local/cuda /opt/cuda
+          ${_fastinit_versioned_cuda}
+    PATH_SUFFIXES bin
+    DOC "nvcc used for the fastinit CUDA module")
+  if(FASTINIT_NVCC)
+    set(ENV{CUDACXX} "${FASTINIT_NVCC}")  # read by check_language and enable_language
+  endif()
+endif()
+
+include(CheckLanguage)
+check_language(CUDA)
+if(NOT CMAKE_CUDA_COMPILER)
+  set(_fastinit_cuda_why "no working CUDA compiler (nvcc) was found; set CUDACXX=/path/to/nvcc or CUDA_HOME")
+  if(_fastinit_cuda_mode STREQUAL "ON")
+    message(FATAL_ERROR "fastinit: FASTINIT_CUDA=ON, but ${_fastinit_cuda_why}")
+  endif()
+  message(STATUS "fastinit: CUDA module not built (FASTINIT_CUDA=AUTO): ${_fastinit_cuda_why}")
+  return()
+endif()
+
+enable_language(CUDA)
+find_package(CUDAToolkit REQUIRED)
+message(STATUS "fastinit: building the CUDA module with ${CMAKE_CUDA_COMPILER} (CUDA ${CMAKE_CUDA_COMPILER_VERSION})")
+
+if(CMAKE_CUDA_COMPILER_VERSION VERSION_GREATER_EQUAL 13.0)
+  set(_fastinit_cuda_default_archs "75-real;80-real;90-real;100-real;120-real;75-virtual")
+elseif(CMAKE_CUDA_COMPILER_VERSION VERSION_GREATER_EQUAL 12.8)
+  set(_fastinit_cuda_default_archs "70-real;75-real;80-real;90-real;100-real;120-real;70-virtual")
+else()
+  set(_fastinit_cuda_default_archs "70-real;75-real;80-real;90-real;70-virtual")
+endif()
+set(FASTINIT_CUDA_ARCHITECTURES "${_fastinit_cuda_default_archs}" CACHE STRING
+    "CUDA_ARCHITECTURES of fastinit._cuda (see cmake/cuda.cmake)")
+message(STATUS "fastinit: CUDA architectures ${FASTINIT_CUDA_ARCHITECTURES}")
+
+# --- Device code: floating-point contraction off and IEEE division/square root, so that the
+#     device rounds every operation exactly as the host (built with -ffp-contract=off) does.
+#     Never --use_fast_math.
+add_library(fastinit_cuda_kernels OBJECT csrc/cuda/fill_cuda.cu)
+set_target_properties(fastinit_cuda_kernels PROPERTIES
+  CUDA_ARCHITECTURES "${FASTINIT_CUDA_ARCHITECTURES}"
+  CUDA_STANDARD 17
+  CUDA_STANDARD_REQUIRED ON
+  CUDA_SEPARABLE_COMPILATION OFF
+  POSITION_INDEPENDENT_CODE ON
+  CUDA_VISIBILITY_PRESET hidden)
+target_include_directories(fastinit_cuda_kernels PRIVATE csrc/include csrc)
+string(REPLACE ";" " " _fastinit_arch_text "${FASTINIT_CUDA_ARCHITECTURES}")
+target_compile_definitions(fastinit_cuda_kernels PRIVATE
+  "FASTINIT_CUDA_ARCHITECTURES=\"${_fastinit_arch_text}\"")
+string(REPLACE ";" "," _fastinit_host_fp "${FASTINIT_FP_FLAGS}")
+target_compile_options(fastinit_cuda_kernels PRIVATE
+  --fmad=false -prec-div=true -prec-sqrt=true -ftz=false
+  -Xcompiler=${_fastinit_host_fp}
+  $<$<BOOL:${FASTINIT_WERROR}>:--Werror=all-warnings>)
+
+# --- The module: bindings, the host set-up shared with _core (buffer checks, parameters and
+#     run layout, compiled again here so that the two modules stay independent), and the
+#     device code. cudart is linked statically: no CUDA library is needed to import fastinit,
+#     and this module needs only the driver (libcuda.so.1) at run time.
+pybind11_add_module(_cuda MODULE
+  csrc/bind_cuda.cpp
+  csrc/cuda/device_layout.cpp
+  csrc/buffer.cpp
+  csrc/dispatch.cpp
+  csrc/fill.cpp
+  ${FASTINIT_KERNEL_OBJECTS}
+  $<TARGET_OBJECTS:fastinit_cuda_kernels>)
+target_include_directories(_cuda PRIVATE csrc/include csrc)
+target_compile_options(_cuda PRIVATE ${FASTINIT_FP_FLAGS} ${FASTINIT_WARN_FLAGS})
+foreach(isa IN LISTS FASTINIT_ISA_VARIANTS)
+  string(TOUPPER ${isa} ISA_UPPER)
+  target_compile_definitions(_cuda PRIVATE FASTINIT_HAVE_${ISA_UPPER}=1)
+endforeach()
+target_link_libraries(_cuda PRIVATE CUDA::cudart_static OpenMP::OpenMP_CXX)
+install(TARGETS _cuda LIBRARY DESTINATION fastinit)
