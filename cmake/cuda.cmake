@@ -109,7 +109,10 @@ pybind11_add_module(_cuda MODULE
   ${FASTINIT_KERNEL_OBJECTS}
   $<TARGET_OBJECTS:fastinit_cuda_kernels>)
 target_include_directories(_cuda PRIVATE csrc/include csrc)
-target_compile_options(_cuda PRIVATE ${FASTINIT_FP_FLAGS} ${FASTINIT_WARN_FLAGS})
+# FASTINIT_SANITIZE: the host code only (these sources are all C++; the device objects are not
+# instrumented). Under ASan the CUDA driver needs ASAN_OPTIONS=protect_shadow_gap=0.
+target_compile_options(_cuda PRIVATE ${FASTINIT_FP_FLAGS} ${FASTINIT_WARN_FLAGS} ${FASTINIT_SANITIZE_FLAGS})
+target_link_options(_cuda PRIVATE ${FASTINIT_SANITIZE_LINK_FLAGS})
 foreach(isa IN LISTS FASTINIT_ISA_VARIANTS)
   string(TOUPPER ${isa} ISA_UPPER)
   target_compile_definitions(_cuda PRIVATE FASTINIT_HAVE_${ISA_UPPER}=1)

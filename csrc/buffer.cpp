@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <limits>
 #include <numeric>
 #include <sstream>
 
@@ -30,9 +31,15 @@ std::string shape_str(const std::vector<int64_t>& v) {
 // test for the layouts that tensors libraries produce and a safe (conservative) one in general.
 void check_no_overlap(const BufferView& b) {
   if (b.size() == 0) return;  // nothing is written, and zero-size views carry arbitrary strides
+  const auto too_far = [] {
+    return py::value_error("fastinit: the buffer's strides reach beyond 2^63 - 1 elements");
+  };
   std::vector<std::pair<int64_t, int64_t>> dims;  // (|stride|, extent)
   for (int d = 0; d < b.ndim(); ++d)
-    if (b.shape[d] > 1) dims.emplace_back(std::llabs(b.strides[d]), b.shape[d]);
+    if (b.shape[d] > 1) {
+      if (b.strides[d] == std::numeric_limits<int64_t>::min()) throw too_far();
+      dims.emplace_back(std::llabs(b.strides[d]), b.shape[d]);
+    }
   std::sort(dims.begin(), dims.end());
   int64_t span = 0;  // largest offset reachable with the smaller dimensions
   for (const auto& [stride, extent] : dims) {
@@ -40,7 +47,10 @@ void check_no_overlap(const BufferView& b) {
       throw py::value_error(
           "fastinit: the buffer's strides make elements overlap (stride 0 or a self-overlapping "
           "view, e.g. from expand/broadcast_to); fill a tensor with distinct elements");
-    span += stride * (extent - 1);
+    int64_t reach;
+    if (__builtin_mul_overflow(stride, extent - 1, &reach) ||
+        __builtin_add_overflow(span, reach, &span))
+      throw too_far();
   }
 }
 
@@ -76,14 +86,22 @@ void fill_from_dltensor(BufferView& b, const DLTensor& t) {
   b.shape.assign(t.shape, t.shape + t.ndim);
   for (int64_t s : b.shape)
     if (s < 0) raise_buffer_error("fastinit: DLPack tensor with a negative extent");
+  // NumPy guarantees this for its arrays; a DLPack producer might claim anything.
+  int64_t n = 1;
+  if (std::find(b.shape.begin(), b.shape.end(), 0) == b.shape.end())
+    for (int64_t s : b.shape)
+      if (__builtin_mul_overflow(n, s, &n))
+        raise_buffer_error("fastinit: DLPack tensor with more than 2^63 - 1 elements");
   b.strides.resize(t.ndim);
   if (t.strides != nullptr) {
     b.strides.assign(t.strides, t.strides + t.ndim);
   } else {
-    int64_t s = 1;
+    // Unsigned: the suffix products of an empty tensor may wrap (its strides are never used);
+    // for a non-empty one they are at most its element count, checked above.
+    uint64_t s = 1;
     for (int d = t.ndim - 1; d >= 0; --d) {
-      b.strides[d] = s;
-      s *= b.shape[d];
+      b.strides[d] = static_cast<int64_t>(s);
+      s *= static_cast<uint64_t>(b.shape[d]);
     }
   }
   b.data = static_cast<char*>(t.data) + t.byte_offset;
@@ -92,6 +110,8 @@ void fill_from_dltensor(BufferView& b, const DLTensor& t) {
 }  // namespace
 
 int64_t BufferView::size() const {
+  // acquire_buffer checked that the product of the extents of a non-empty buffer fits.
+  if (std::find(shape.begin(), shape.end(), 0) != shape.end()) return 0;
   int64_t n = 1;
   for (int64_t s : shape) n *= s;
   return n;
@@ -207,11 +227,18 @@ Shard make_shard(const BufferView& b, const py::object& global_shape,
                           shape_str(b.shape));
   for (int d = 0; d < nd; ++d) {
     if (s.global_shape[d] < 0 || s.global_offset[d] < 0 ||
-        s.global_offset[d] + b.shape[d] > s.global_shape[d])
+        s.global_offset[d] > s.global_shape[d] - b.shape[d])
       throw py::value_error("fastinit: a shard of shape " + shape_str(b.shape) + " at offset " +
                             shape_str(s.global_offset) + " does not fit in global shape " +
                             shape_str(s.global_shape));
   }
+  // Global element indices are int64_t (make_layout, the Philox counter).
+  int64_t n = 1;
+  if (std::find(s.global_shape.begin(), s.global_shape.end(), 0) == s.global_shape.end())
+    for (int64_t v : s.global_shape)
+      if (__builtin_mul_overflow(n, v, &n))
+        throw py::value_error("fastinit: global_shape " + shape_str(s.global_shape) +
+                              " has more than 2^63 - 1 elements");
   return s;
 }
 

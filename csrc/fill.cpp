@@ -215,6 +215,7 @@ RunLayout make_layout(const BufferView& b, const Shard& s) {
   RunLayout L;
   const int nd = b.ndim();
   L.total = b.size();
+  if (L.total == 0) return L;  // nothing is written (and an empty shard's global strides may not fit)
   std::vector<int64_t> gstride(nd);
   int64_t g = 1;
   for (int d = nd - 1; d >= 0; --d) {
@@ -370,7 +371,7 @@ std::vector<int64_t> scatter_offsets(const BufferView& b, const Shard& s, const 
     for (int d = 0; d < nd && inside; ++d) {
       const int64_t local = idx[d] - s.global_offset[d];
       inside = local >= 0 && local < b.shape[d];
-      m += local * b.strides[d];
+      if (inside) m += local * b.strides[d];
     }
     if (inside) out.push_back(m);
   }
