@@ -30,8 +30,9 @@ def test_global_shape_beyond_int64_is_rejected(shape, global_shape, global_offse
     with pytest.raises(ValueError, match="global_shape|does not fit"):
         fastinit.normal_(x, seed=1, global_shape=global_shape, global_offset=global_offset)
     with pytest.raises(ValueError, match="global_shape|does not fit"):
-        _fills.scatter_constant_(x, 1.0, np.array([0]), global_shape=global_shape,
-                                 global_offset=global_offset)
+        _fills.scatter_constant_(
+            x, 1.0, np.array([0]), global_shape=global_shape, global_offset=global_offset
+        )
 
 
 def test_empty_shard_of_a_huge_global_shape_is_a_no_op() -> None:
@@ -49,7 +50,9 @@ def _legacy_capsule(shape, strides):
     sh = (ctypes.c_int64 * len(shape))(*shape)
     st = None if strides is None else (ctypes.c_int64 * len(strides))(*strides)
     m = DLManagedTensor()
-    m.dl_tensor = DLTensor(buf.ctypes.data, DLDevice(1, 0), len(shape), DLDataType(2, 32, 1), sh, st, 0)
+    m.dl_tensor = DLTensor(
+        buf.ctypes.data, DLDevice(1, 0), len(shape), DLDataType(2, 32, 1), sh, st, 0
+    )
     m.deleter = DELETER(0)
     return PyCapsule_New(ctypes.addressof(m), b"dltensor", None), (buf, sh, st, m)
 
