@@ -27,9 +27,9 @@ BIG = 2**40
 )
 def test_global_shape_beyond_int64_is_rejected(shape, global_shape, global_offset) -> None:
     x = np.zeros(shape, np.float32)
-    with pytest.raises(ValueError, match="global_shape|does not fit"):
+    with pytest.raises(ValueError, match=r"global_shape|does not fit"):
         fastinit.normal_(x, seed=1, global_shape=global_shape, global_offset=global_offset)
-    with pytest.raises(ValueError, match="global_shape|does not fit"):
+    with pytest.raises(ValueError, match=r"global_shape|does not fit"):
         _fills.scatter_constant_(
             x, 1.0, np.array([0]), global_shape=global_shape, global_offset=global_offset
         )
