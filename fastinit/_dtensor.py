@@ -1,0 +1,961 @@
+"""Sharded initialization on ``torch.distributed``: DTensor, tensor parallel and FSDP2.
+
+A DTensor's local tensor is a box ``[offset, offset + local.shape)`` of its global tensor
+(for every placement fastinit accepts, see :func:`shard_spec`). fastinit's fills give a shard
+exactly the values the whole tensor has at those positions, so each rank fills its own local
+tensor with ``global_shape=`` / ``global_offset=`` and the gathered tensor is bit-identical to
+a single-process fill with the same seed, for any mesh, placement or world size. Random fills
+send nothing between ranks; the only collective is the optional seed broadcast below.
+
+Seeds
+-----
+An explicit ``seed=<int>`` is a pure function of (seed, position): nothing is exchanged. A
+seed drawn from a torch generator (``generator=``, or torch's default generator, the
+``torch.nn.init`` convention) is drawn on every rank -- so every rank's generator advances by
+one draw, as in a single process -- and then, by default, replaced by the value drawn on the
+first rank of the DTensor's mesh: one 8-byte broadcast per mesh dimension of size > 1, per
+call. Ranks whose generators were seeded differently therefore still agree. Turn the
+broadcast off with :func:`seed_sync` when every rank is known to hold the same generator
+state (``materialize_sharded_`` does, because it seeds each module from a base seed that is
+broadcast once).
+
+This module is private; ``fastinit.torch`` routes DTensors to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import math
+import os
+import sys
+import threading
+import types
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import torch
+from torch import Tensor, nn
+
+from . import _fills, _schemes
+
+if TYPE_CHECKING:
+    from torch.distributed.device_mesh import DeviceMesh
+
+__all__ = [
+    "ROUTED",
+    "apply_to_dtensor",
+    "constant_",
+    "dirac_",
+    "draw_seed",
+    "eye_",
+    "is_dtensor",
+    "kaiming_normal_",
+    "kaiming_uniform_",
+    "materialize_sharded_",
+    "maybe_dtensor",
+    "normal_",
+    "ones_",
+    "orthogonal_",
+    "orthogonal_full",
+    "routed",
+    "seed_sync",
+    "shard_spec",
+    "sparse_",
+    "sync_seed",
+    "trunc_normal_",
+    "uniform_",
+    "xavier_normal_",
+    "xavier_uniform_",
+    "zeros_",
+]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+_T = TypeVar("_T")
+_U64 = (1 << 64) - 1
+
+#: The ``torch.nn.init`` functions that have a DTensor implementation here.
+ROUTED = (
+    "constant_",
+    "dirac_",
+    "eye_",
+    "kaiming_normal_",
+    "kaiming_uniform_",
+    "normal_",
+    "ones_",
+    "orthogonal_",
+    "sparse_",
+    "trunc_normal_",
+    "uniform_",
+    "xavier_normal_",
+    "xavier_uniform_",
+    "zeros_",
+)
+
+# --------------------------------------------------------------------------------------------
+# what a rank holds
+# --------------------------------------------------------------------------------------------
+
+
+def is_dtensor(x: Any) -> bool:
+    """Whether ``x`` is a ``torch.distributed.tensor.DTensor`` (or a Parameter wrapping one).
+
+    Cheap, and imports nothing: a program that never imported ``torch.distributed.tensor``
+    has no DTensor.
+    """
+    mod = sys.modules.get("torch.distributed.tensor")
+    cls = getattr(mod, "DTensor", None) if mod is not None else None
+    return cls is not None and isinstance(x, cls)
+
+
+# Index sets along one tensor dimension are kept as lists of ranges (runs), so a dimension of
+# 10**9 elements costs nothing and a strided set (an intermediate step of _StridedShard) is
+# exact.
+_Runs = list[range]
+
+
+def _select(runs: _Runs, lo: int, hi: int) -> _Runs:
+    """Positions ``[lo, hi)`` of the concatenation of ``runs``."""
+    out: _Runs = []
+    start = 0
+    for r in runs:
+        a, b = max(lo - start, 0), min(hi - start, len(r))
+        if a < b:
+            out.append(r[a:b])
+        start += len(r)
+    return out
+
+
+def _chunk(runs: _Runs, num_chunks: int, index: int) -> _Runs:
+    """Chunk ``index`` of ``torch.chunk(runs, num_chunks)``: ``ceil(n / num_chunks)`` elements
+    per chunk, the remainder on the last non-empty one, empty chunks at the end."""
+    n = sum(len(r) for r in runs)
+    size = -(-n // num_chunks) if n else 0
+    return _select(runs, min(index * size, n), min((index + 1) * size, n))
+
+
+def _strided_chunk(runs: _Runs, split_factor: int, num_chunks: int, index: int) -> _Runs:
+    """``_StridedShard``: split into ``split_factor`` pieces as ``torch.chunk``, take chunk
+    ``index`` of ``num_chunks`` of every piece, concatenated (torch's definition)."""
+    n = sum(len(r) for r in runs)
+    size = -(-n // split_factor) if n else 0
+    out: _Runs = []
+    for i in range(split_factor):
+        out += _chunk(_select(runs, min(i * size, n), min((i + 1) * size, n)), num_chunks, index)
+    return out
+
+
+def _merge(runs: _Runs) -> _Runs:
+    out: _Runs = []
+    for r in runs:
+        if len(r) == 0:
+            continue
+        if out and out[-1].stop == r.start:
+            out[-1] = range(out[-1].start, r.stop)
+        else:
+            out.append(r)
+    return out
+
+
+def _placement_error(placements: Sequence[Any], why: str) -> NotImplementedError:
+    return NotImplementedError(
+        f"fastinit: cannot initialize a DTensor with placements {tuple(placements)}: {why}"
+    )
+
+
+def shard_spec(t: Any) -> tuple[Tensor, tuple[int, ...], tuple[int, ...]]:
+    """The local tensor of a DTensor and the box of the global tensor it holds.
+
+    Parameters
+    ----------
+    t : torch.distributed.tensor.DTensor
+        On any device mesh (1-D or N-D) with placements ``Shard(d)`` on any dimension
+        (uneven shards included: torch's chunking puts ``ceil(n / k)`` on the first ranks and
+        may leave the last ones empty; several mesh dimensions may shard the same tensor
+        dimension), ``Replicate()``, and ``_StridedShard`` where the rank's rows form one
+        contiguous block (FSDP2 over tensor parallel gives that).
+
+    Returns
+    -------
+    local : torch.Tensor
+        The rank's local tensor (the storage the DTensor owns; writing to it writes the
+        DTensor).
+    global_shape : tuple of int
+    global_offset : tuple of int
+        ``local`` is the block ``[global_offset, global_offset + local.shape)`` of a tensor of
+        ``global_shape``. A replicated dimension has offset 0 and the full size.
+
+    Raises
+    ------
+    TypeError
+        ``t`` is not a DTensor.
+    NotImplementedError
+        ``Partial`` placements (the local tensors are addends of the value, not parts of it),
+        a non-default ``shard_order`` that is not expressed as ``_StridedShard``, a
+        ``_StridedShard`` layout whose local rows are not one contiguous block, and unknown
+        placement types.
+    ValueError
+        This rank is not part of the DTensor's mesh.
+    RuntimeError
+        The local tensor's shape disagrees with its placements (e.g. a padded local tensor).
+
+    Notes
+    -----
+    The local shape and offset are torch's own
+    (``torch.distributed.tensor._utils.compute_local_shape_and_global_offset``, what
+    distributed checkpointing uses). fastinit also follows the full index set of every tensor
+    dimension through the placements, left to right, with torch's chunking rules, to prove
+    that the local tensor is one box (``_StridedShard`` steps can be strided) and to check
+    torch's answer.
+    """
+    if not is_dtensor(t):
+        raise TypeError(f"fastinit: expected a DTensor, got {type(t).__name__}")
+    from torch.distributed.tensor import placement_types as pt
+
+    strided_cls = getattr(pt, "_StridedShard", None)
+    spec = t._spec
+    mesh = spec.mesh
+    placements = tuple(spec.placements)
+    global_shape = tuple(int(s) for s in t.shape)
+    has_strided = False
+    for p in placements:
+        if p.is_partial():
+            raise _placement_error(
+                placements,
+                "Partial placements hold addends of the value, not a part of it; initialize "
+                "the tensor before making it Partial, or redistribute it to Shard/Replicate",
+            )
+        if strided_cls is not None and isinstance(p, strided_cls):
+            has_strided = True
+        elif not (p.is_shard() or p.is_replicate()):
+            raise _placement_error(placements, f"unknown placement {p!r}")
+    order = getattr(spec, "shard_order", None)
+    if order is not None and not has_strided:
+        default_order = getattr(type(spec), "is_default_device_order", None)
+        if default_order is not None and not default_order(order):
+            raise _placement_error(
+                placements, f"the non-default shard_order {order} is not supported"
+            )
+    coordinate = mesh.get_coordinate()
+    if coordinate is None:
+        raise ValueError("fastinit: this rank is not part of the DTensor's device mesh")
+
+    runs: list[_Runs] = [[range(n)] for n in global_shape]
+    for mesh_dim, p in enumerate(placements):
+        if p.is_replicate():
+            continue
+        dim = p.dim if p.dim >= 0 else p.dim + len(global_shape)
+        k, c = mesh.size(mesh_dim), int(coordinate[mesh_dim])
+        if strided_cls is not None and isinstance(p, strided_cls):
+            runs[dim] = _strided_chunk(runs[dim], int(p.split_factor), k, c)
+        else:
+            runs[dim] = _chunk(runs[dim], k, c)
+    local_shape: list[int] = []
+    offset: list[int] = []
+    for dim, r in enumerate(runs):
+        merged = _merge(r)
+        if len(merged) > 1:
+            raise _placement_error(
+                placements,
+                f"this rank's part of dimension {dim} is not contiguous "
+                f"({[(m.start, m.stop) for m in merged]})",
+            )
+        local_shape.append(len(merged[0]) if merged else 0)
+        offset.append(merged[0].start if merged else 0)
+
+    from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
+
+    torch_shape, torch_offset = compute_local_shape_and_global_offset(
+        global_shape, mesh, placements
+    )
+    nonempty = 0 not in local_shape
+    if tuple(torch_shape) != tuple(local_shape) or (
+        nonempty and tuple(torch_offset) != tuple(offset)
+    ):
+        raise RuntimeError(
+            f"fastinit: torch places this rank's shard of {global_shape} with {placements} at "
+            f"{tuple(torch_offset)} + {tuple(torch_shape)}, fastinit at {tuple(offset)} + "
+            f"{tuple(local_shape)}; please report this"
+        )
+    local = t._local_tensor if hasattr(t, "_local_tensor") else t.to_local()
+    if tuple(local.shape) != tuple(local_shape):
+        raise RuntimeError(
+            f"fastinit: the local tensor has shape {tuple(local.shape)} but placements "
+            f"{placements} on a mesh of shape {tuple(mesh.shape)} give {tuple(local_shape)}"
+        )
+    return local, global_shape, tuple(offset)
+
+
+def apply_to_dtensor(
+    fill: Callable[..., Any],
+    t: _T,
+    *args: Any,
+    seed: int | _fills.Generator | None = None,
+    **kwargs: Any,
+) -> _T:
+    """Run a fastinit fill on a DTensor's local tensor so the whole equals an unsharded fill.
+
+    Parameters
+    ----------
+    fill : callable
+        Any fastinit fill or scheme taking ``(x, *args, seed=, global_shape=, global_offset=,
+        **kwargs)`` -- ``fastinit.uniform_``, ``normal_``, ``trunc_normal_``,
+        ``kaiming_uniform_`` (fans come from ``global_shape``), ``sparse_``; or, with
+        ``seed=None``, a fill without a seed (``constant_``, ``eye_``, ``dirac_``).
+    t : DTensor
+        See :func:`shard_spec` for the placements accepted.
+    *args, **kwargs
+        Passed to ``fill``.
+    seed : int, fastinit.Generator or None
+        ``int``: a pure seed. ``Generator``: its next stream, taken exactly once on every rank
+        (so generators in the same state stay in step even where a shard is empty). ``None``:
+        no ``seed=`` is passed. Every rank must pass the same value.
+
+    Returns
+    -------
+    DTensor
+        ``t``.
+    """
+    local, global_shape, global_offset = shard_spec(t)
+    if isinstance(seed, _fills.Generator):
+        key, stream = _fills.resolve_seed(seed)
+        seed = _fills.Generator(key)
+        seed.set_state((key, stream))
+    if seed is not None:
+        kwargs["seed"] = seed
+    fill(
+        local.detach(),
+        *args,
+        global_shape=global_shape,
+        global_offset=global_offset,
+        **kwargs,
+    )
+    return _written(t, local)
+
+
+def _written(t: Any, local: Tensor) -> Any:
+    # A native fill writes behind autograd's back: bump the version counters as an in-place
+    # op would (see fastinit.torch).
+    for x in (local, t):
+        with contextlib.suppress(RuntimeError):
+            torch.autograd.graph.increment_version(x)
+    return t
+
+
+# --------------------------------------------------------------------------------------------
+# seeds across ranks
+# --------------------------------------------------------------------------------------------
+
+_SEED_SYNC: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "fastinit_dtensor_seed_sync", default=True
+)
+
+
+@contextlib.contextmanager
+def seed_sync(enabled: bool) -> Iterator[None]:
+    """Turn the broadcast of generator-drawn seeds on or off inside the block.
+
+    Off, each rank uses the seed its own generator gives: correct only when every rank's
+    generator is in the same state (e.g. ``torch.manual_seed(s)`` with the same ``s`` on
+    every rank and the same sequence of draws since). An explicit ``seed=`` never needs it.
+    """
+    token = _SEED_SYNC.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _SEED_SYNC.reset(token)
+
+
+def _collective_device(device_type: str) -> torch.device:
+    if device_type == "cpu":
+        return torch.device("cpu")
+    module = getattr(torch, device_type, None)
+    index = module.current_device() if module is not None else 0
+    return torch.device(device_type, index)
+
+
+def sync_seed(seed: int, mesh: DeviceMesh) -> int:
+    """The value of ``seed`` on the first rank of ``mesh`` (coordinate ``(0, ..., 0)``).
+
+    One broadcast of one int64 per mesh dimension of size > 1: after broadcasting along
+    dimension 0 from coordinate 0, then along dimension 1, ..., every rank holds the value of
+    rank ``(0, ..., 0)``. Returns ``seed`` unchanged when the broadcast is off
+    (:func:`seed_sync`), when torch.distributed is not initialized, or on a one-rank mesh.
+    """
+    seed = int(seed) & _U64
+    if not _SEED_SYNC.get() or mesh.size() == 1:
+        return seed
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return seed
+    signed = seed - (1 << 64) if seed >= 1 << 63 else seed
+    buf = torch.tensor([signed], dtype=torch.int64, device=_collective_device(mesh.device_type))
+    for mesh_dim in range(mesh.ndim):
+        if mesh.size(mesh_dim) == 1:
+            continue
+        group = mesh.get_group(mesh_dim)
+        dist.broadcast(buf, src=dist.get_global_rank(group, 0), group=group)
+    return int(buf.item()) & _U64
+
+
+def draw_seed(t: Any, generator: torch.Generator | None = None, seed: int | None = None) -> int:
+    """The 64-bit seed of one initialization of the DTensor ``t``, the same on every rank.
+
+    ``seed`` given: that seed, nothing drawn or exchanged. Otherwise one draw from
+    ``generator`` (torch's default generator when None), exactly as ``fastinit.torch`` draws
+    for a plain tensor, made common to the mesh by :func:`sync_seed`.
+    """
+    if seed is not None:
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
+        return seed & _U64
+    from . import torch as ftorch  # here, not at the top: fastinit.torch imports this module
+
+    return sync_seed(ftorch._draw_seed(generator), t.device_mesh)
+
+
+# --------------------------------------------------------------------------------------------
+# torch.nn.init on DTensors (signatures, checks and messages of fastinit.torch)
+# --------------------------------------------------------------------------------------------
+
+
+def _native_local(t: Any) -> Tensor | None:
+    """The local tensor if fastinit's kernels fill it; None sends the DTensor to torch."""
+    from . import torch as ftorch
+
+    local = t._local_tensor if hasattr(t, "_local_tensor") else t.to_local()
+    if local.is_meta or not ftorch._is_native(local):
+        return None
+    return local
+
+
+def _torch_original(name: str, tensor: Any, *args: Any, **kwargs: Any) -> Any:
+    from . import torch as ftorch
+
+    if tensor.is_meta:
+        return tensor
+    return ftorch._ORIGINALS[name](tensor, *args, **kwargs)
+
+
+def _warn(message: str, category: type[Warning] = UserWarning) -> None:
+    """Warn, attributed to the first caller outside the fastinit package (user code, or
+    torch's ``reset_parameters``), however many fastinit frames are in between."""
+    package = os.path.dirname(os.path.abspath(_fills.__file__)) + os.sep
+    frame: types.FrameType | None = sys._getframe(1)
+    level = 2
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
+
+
+def _check_no_seed(tensor: Any, seed: int | None) -> None:
+    """A DTensor that goes to torch's implementation cannot honour ``seed=``."""
+    if seed is not None:
+        raise TypeError(
+            "fastinit: seed= needs a float32, float64, float16 or bfloat16 DTensor on a device "
+            f"fastinit fills; got {tensor.dtype} on {tensor.device}"
+        )
+
+
+def _random(
+    name: str,
+    fill: Callable[..., Any],
+    tensor: Any,
+    args: tuple[Any, ...],
+    generator: torch.Generator | None,
+    seed: int | None,
+    **kwargs: Any,
+) -> Any:
+    """Placement check, then the seed, then the fill (so a placement error draws nothing)."""
+    if _native_local(tensor) is None:
+        _check_no_seed(tensor, seed)
+        return _torch_original(name, tensor, *args, generator=generator)
+    shard_spec(tensor)
+    s = draw_seed(tensor, generator, seed)
+    return apply_to_dtensor(fill, tensor, *args, seed=s, **kwargs)
+
+
+def uniform_(
+    tensor: Any,
+    a: float = 0.0,
+    b: float = 1.0,
+    generator: torch.Generator | None = None,
+    *,
+    seed: int | None = None,
+) -> Any:
+    """``torch.nn.init.uniform_`` on a DTensor: U(a, b), equal to the unsharded fill.
+
+    Parameters
+    ----------
+    tensor : DTensor
+    a, b : float
+    generator : torch.Generator, optional
+        Source of the 64-bit seed (torch's default generator when None); see the module notes
+        for how ranks agree on it.
+    seed : int, optional
+        An explicit seed instead (nothing drawn, nothing exchanged).
+
+    Returns
+    -------
+    DTensor
+        ``tensor``.
+    """
+    return _random("uniform_", _fills.uniform_, tensor, (a, b), generator, seed)
+
+
+def normal_(
+    tensor: Any,
+    mean: float = 0.0,
+    std: float = 1.0,
+    generator: torch.Generator | None = None,
+    *,
+    seed: int | None = None,
+) -> Any:
+    """``torch.nn.init.normal_`` on a DTensor (see :func:`uniform_`)."""
+    return _random("normal_", _fills.normal_, tensor, (mean, std), generator, seed)
+
+
+def trunc_normal_(
+    tensor: Any,
+    mean: float = 0.0,
+    std: float = 1.0,
+    a: float = -2.0,
+    b: float = 2.0,
+    generator: torch.Generator | None = None,
+    *,
+    seed: int | None = None,
+) -> Any:
+    """``torch.nn.init.trunc_normal_`` on a DTensor (absolute bounds; see :func:`uniform_`).
+
+    Warns as torch does when ``mean`` is more than 2 std outside ``[a, b]``.
+    """
+    if tensor.is_meta:
+        return tensor
+    if _native_local(tensor) is not None and ((mean < a - 2 * std) or (mean > b + 2 * std)):
+        _warn(
+            "mean is more than 2 std from [a, b] in nn.init.trunc_normal_. "
+            "The distribution of values may be incorrect."
+        )
+    return _random(
+        "trunc_normal_", _fills.trunc_normal_, tensor, (mean, std, a, b), generator, seed
+    )
+
+
+def constant_(tensor: Any, val: float) -> Any:
+    """``torch.nn.init.constant_`` on a DTensor (no seed, no communication)."""
+    if _native_local(tensor) is None:
+        with torch.no_grad():
+            return tensor.fill_(val)
+    return apply_to_dtensor(_fills.constant_, tensor, val)
+
+
+def ones_(tensor: Any) -> Any:
+    """``torch.nn.init.ones_`` on a DTensor."""
+    return constant_(tensor, 1.0)
+
+
+def zeros_(tensor: Any) -> Any:
+    """``torch.nn.init.zeros_`` on a DTensor."""
+    return constant_(tensor, 0.0)
+
+
+def eye_(tensor: Any) -> Any:
+    """``torch.nn.init.eye_`` on a 2-D DTensor: the global identity matrix."""
+    if tensor.ndimension() != 2:
+        raise ValueError("Only tensors with 2 dimensions are supported")
+    if _native_local(tensor) is None:
+        return _torch_original("eye_", tensor)
+    return apply_to_dtensor(_schemes.eye_, tensor)
+
+
+def dirac_(tensor: Any, groups: int = 1) -> Any:
+    """``torch.nn.init.dirac_`` on a {3, 4, 5}-D DTensor."""
+    if tensor.ndimension() not in [3, 4, 5]:
+        raise ValueError("Only tensors with 3, 4, or 5 dimensions are supported")
+    if tensor.size(0) % groups != 0:
+        raise ValueError("dim 0 must be divisible by groups")
+    if _native_local(tensor) is None:
+        return _torch_original("dirac_", tensor, groups)
+    return apply_to_dtensor(_schemes.dirac_, tensor, groups)
+
+
+def xavier_uniform_(
+    tensor: Any,
+    gain: float = 1.0,
+    generator: torch.Generator | None = None,
+    *,
+    seed: int | None = None,
+) -> Any:
+    """``torch.nn.init.xavier_uniform_`` on a DTensor; fans from the global shape."""
+    _schemes.compute_fans(tuple(tensor.shape), layout="torch")
+    return _random("xavier_uniform_", _schemes.xavier_uniform_, tensor, (gain,), generator, seed)
+
+
+def xavier_normal_(
+    tensor: Any,
+    gain: float = 1.0,
+    generator: torch.Generator | None = None,
+    *,
+    seed: int | None = None,
+) -> Any:
+    """``torch.nn.init.xavier_normal_`` on a DTensor; fans from the global shape."""
+    _schemes.compute_fans(tuple(tensor.shape), layout="torch")
+    return _random("xavier_normal_", _schemes.xavier_normal_, tensor, (gain,), generator, seed)
+
+
+def _kaiming(
+    name: str,
+    fill: Callable[..., Any],
+    tensor: Any,
+    a: float,
+    mode: str,
+    nonlinearity: str,
+    generator: torch.Generator | None,
+    seed: int | None,
+) -> Any:
+    if 0 in tensor.shape:
+        _warn("Initializing zero-element tensors is a no-op")
+        return tensor
+    # torch's checks, in torch's order, before anything is drawn.
+    _schemes.kaiming_fan_std(tuple(tensor.shape), a, mode, nonlinearity, layout="torch")
+    return _random(name, fill, tensor, (a, mode, nonlinearity), generator, seed)
+
+
+def kaiming_uniform_(
+    tensor: Any,
+    a: float = 0,
+    mode: str = "fan_in",
+    nonlinearity: str = "leaky_relu",
+    generator: torch.Generator | None = None,
+    *,
+    seed: int | None = None,
+) -> Any:
+    """``torch.nn.init.kaiming_uniform_`` on a DTensor; fans from the global shape."""
+    return _kaiming(
+        "kaiming_uniform_",
+        _schemes.kaiming_uniform_,
+        tensor,
+        a,
+        mode,
+        nonlinearity,
+        generator,
+        seed,
+    )
+
+
+def kaiming_normal_(
+    tensor: Any,
+    a: float = 0,
+    mode: str = "fan_in",
+    nonlinearity: str = "leaky_relu",
+    generator: torch.Generator | None = None,
+    *,
+    seed: int | None = None,
+) -> Any:
+    """``torch.nn.init.kaiming_normal_`` on a DTensor; fans from the global shape."""
+    return _kaiming(
+        "kaiming_normal_",
+        _schemes.kaiming_normal_,
+        tensor,
+        a,
+        mode,
+        nonlinearity,
+        generator,
+        seed,
+    )
+
+
+def sparse_(
+    tensor: Any,
+    sparsity: float,
+    std: float = 0.01,
+    generator: torch.Generator | None = None,
+    *,
+    seed: int | None = None,
+) -> Any:
+    """``torch.nn.init.sparse_`` on a 2-D DTensor (fastinit's pattern: see ``fastinit.sparse_``).
+
+    Each rank draws the zero pattern of its columns over every row of them (``O(rows)`` keys
+    per local column), so a row-sharded matrix repeats that part of the work on every rank.
+    """
+    if tensor.ndimension() != 2:
+        raise ValueError("Only tensors with 2 dimensions are supported")
+    if tensor.is_meta:
+        return tensor
+    return _random("sparse_", _schemes.sparse_, tensor, (sparsity, std), generator, seed)
+
+
+# --------------------------------------------------------------------------------------------
+# orthogonal
+# --------------------------------------------------------------------------------------------
+
+
+def _native_orthogonal() -> Callable[..., Any] | None:
+    import fastinit
+
+    return getattr(fastinit, "orthogonal_", None)
+
+
+def orthogonal_full(shape: Sequence[int], dtype: torch.dtype, gain: float, seed: int) -> Tensor:
+    """The whole ``shape`` orthogonal matrix of ``seed`` on the CPU, as a plain tensor.
+
+    ``fastinit.orthogonal_(x, gain, seed=seed)`` on a contiguous CPU tensor (the value an
+    unsharded ``fastinit.torch.orthogonal_`` gives for the same seed). Where this build of
+    fastinit has no ``orthogonal_`` yet, torch's QR algorithm on a CPU ``torch.Generator``
+    seeded with ``seed`` stands in (in float32 for 16-bit dtypes, then rounded), so the result
+    is still a function of the seed alone.
+    """
+    full = torch.empty(tuple(int(s) for s in shape), dtype=dtype)
+    native = _native_orthogonal()
+    if native is not None:
+        native(full, gain, seed=int(seed) & _U64)
+        return full
+    from . import torch as ftorch
+
+    generator = torch.Generator().manual_seed(int(seed) & _U64)
+    # torch's QR has no 16-bit CPU kernels: compute in float32 and round.
+    work = full if full.dtype in (torch.float32, torch.float64) else full.float()
+    with torch.no_grad():
+        ftorch._ORIGINALS["orthogonal_"](work, gain, generator)
+        full.copy_(work)
+    return full
+
+
+def orthogonal_(
+    tensor: Any,
+    gain: float = 1,
+    generator: torch.Generator | None = None,
+    *,
+    seed: int | None = None,
+) -> Any:
+    """``torch.nn.init.orthogonal_`` on a DTensor: the unsharded matrix, bit for bit.
+
+    Every rank computes the whole global matrix on the CPU (:func:`orthogonal_full`, same
+    seed on every rank) and copies its own block into its local tensor; nothing but the seed
+    is exchanged. Cost per rank: the full ``~2 M N**2`` flops and an ``M x N`` CPU buffer
+    (``M, N`` = the larger and smaller side of the flattened matrix), i.e. no speed-up from
+    sharding. The values equal an unsharded ``fastinit.orthogonal_`` with the same seed and
+    thread count (the BLAS may round differently for another thread count or machine).
+    """
+    if tensor.ndimension() < 2:
+        raise ValueError("Only tensors with 2 or more dimensions are supported")
+    if tensor.numel() == 0 or tensor.is_meta:
+        return tensor
+    if _native_local(tensor) is None:
+        _check_no_seed(tensor, seed)
+        return _torch_original("orthogonal_", tensor, gain, generator)
+    local, global_shape, offset = shard_spec(tensor)
+    s = draw_seed(tensor, generator, seed)
+    full = orthogonal_full(global_shape, local.dtype, gain, s)
+    box = tuple(slice(o, o + n) for o, n in zip(offset, local.shape, strict=True))
+    with torch.no_grad():
+        local.copy_(full[box])
+    return _written(tensor, local)
+
+
+# --------------------------------------------------------------------------------------------
+# routing torch.nn.init, and FSDP2 materialization
+# --------------------------------------------------------------------------------------------
+
+
+def maybe_dtensor(fn: _F) -> _F:
+    """Decorator for ``fastinit.torch``'s initializers: a DTensor first argument goes to the
+    function of the same name here, anything else to ``fn``."""
+    name = fn.__name__
+    if name not in ROUTED:
+        raise ValueError(f"fastinit: no DTensor implementation of {name!r}")
+    impl = globals()[name]
+
+    @functools.wraps(fn)
+    def route(*args: Any, **kwargs: Any) -> Any:
+        tensor = args[0] if args else kwargs.get("tensor")
+        if is_dtensor(tensor):
+            return impl(*args, **kwargs)
+        return fn(*args, **kwargs)
+
+    return route  # type: ignore[return-value]
+
+
+_route_lock = threading.RLock()
+
+
+@contextlib.contextmanager
+def routed() -> Iterator[None]:
+    """Inside the block, ``torch.nn.init``'s functions (the module's attributes and every
+    name a loaded module bound with ``from torch.nn.init import ...``) send DTensors here and
+    everything else to ``fastinit.torch``. Restores the bindings it changed on exit.
+
+    Module ``reset_parameters`` methods then initialize DTensor parameters through fastinit.
+    Only calls through ``torch.nn.init`` are seen: a ``reset_parameters`` that calls a tensor
+    method (``self.weight.normal_()``) gets torch's own DTensor random numbers.
+    """
+    from . import torch as ftorch
+
+    table: dict[int, tuple[Any, Callable[..., Any]]] = {}
+    for name in ROUTED:
+        theirs = getattr(ftorch, name)
+        route = maybe_dtensor(theirs)
+        table[id(theirs)] = (theirs, route)
+        original = ftorch._ORIGINALS.get(name)
+        if original is not None:
+            table[id(original)] = (original, route)
+    record: list[tuple[dict[str, Any], str, Any, Any]] = []
+    skip = (sys.modules[__name__], ftorch)
+    with _route_lock:
+        for module in list(sys.modules.values()):
+            if not isinstance(module, types.ModuleType) or module in skip:
+                continue
+            namespace = vars(module)
+            for key, value in list(namespace.items()):
+                hit = table.get(id(value))
+                if hit is not None and hit[0] is value:
+                    record.append((namespace, key, value, hit[1]))
+                    namespace[key] = hit[1]
+    try:
+        yield
+    finally:
+        with _route_lock:
+            for namespace, key, value, route in reversed(record):
+                if namespace.get(key) is route:
+                    namespace[key] = value
+
+
+def _local_or_self(t: Tensor) -> Tensor:
+    return t._local_tensor if is_dtensor(t) and hasattr(t, "_local_tensor") else t
+
+
+def _base_seed(seed: int | None, module: nn.Module) -> int:
+    """The base seed of :func:`materialize_sharded_`: ``seed``, or one drawn from torch's
+    default generator and broadcast from global rank 0 (one collective)."""
+    from . import torch as ftorch
+
+    base = ftorch._base_seed(seed)
+    if seed is not None or not _SEED_SYNC.get():
+        return base
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return base
+    device_type = "cpu"
+    parameters: list[Any] = list(module.parameters())
+    for t in parameters:
+        if is_dtensor(t):
+            device_type = str(t.device_mesh.device_type)
+            break
+    signed = base - (1 << 64) if base >= 1 << 63 else base
+    buf = torch.tensor([signed], dtype=torch.int64, device=_collective_device(device_type))
+    dist.broadcast(buf, src=0)
+    return int(buf.item()) & _U64
+
+
+def materialize_sharded_(
+    module: nn.Module,
+    device: torch.device | str = "cpu",
+    seed: int | None = None,
+) -> nn.Module:
+    """Allocate and initialize a meta-device model whose parameters are DTensors (FSDP2
+    ``fully_shard``, tensor parallel), each rank filling only its own shards.
+
+    The values are those of ``fastinit.torch.materialize_`` on the unsharded model with the
+    same ``seed``: gathered (``full_tensor()``), every parameter is bit-identical for any
+    world size, mesh and placements.
+
+    Steps: ``module.to_empty(device=device)`` (FSDP2's own hook re-registers its sharded
+    parameters, padded as it needs them; values of tensors that were not on the meta device
+    are kept), then modules are visited children first and a module with meta tensors of its
+    own runs its ``reset_parameters`` (or ``_reset_parameters``) with torch's default
+    generator seeded to ``blake2b(f"{seed}/{qualified name}")`` and ``torch.nn.init`` routed
+    by :func:`routed`; modules without one get ``fastinit.torch.materialize_``'s fallback
+    rule. Tied tensors are initialized once.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Built on the meta device, then sharded (``fully_shard``, ``parallelize_module``).
+    device : torch.device or str, optional
+        Where the local shards go.
+    seed : int, optional
+        The base seed. None: drawn from torch's default generator and broadcast from global
+        rank 0 over the default process group (every rank must call this function); an int:
+        no communication at all.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``module``.
+    """
+    from . import torch as ftorch
+
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+    device = torch.device(device)
+    base = _base_seed(seed, module)
+    order = ftorch._post_order(module)
+
+    def is_meta(t: Tensor) -> bool:
+        return bool(_local_or_self(t).is_meta)
+
+    meta_keys = {
+        (id(mod), key)
+        for _, mod in order
+        for key, t, _ in ftorch._direct_tensors(mod)
+        if is_meta(t)
+    }
+    if not meta_keys:
+        return module
+    kept = [
+        (mod, key, is_buffer, t.detach().clone())
+        for _, mod in order
+        for key, t, is_buffer in ftorch._direct_tensors(mod)
+        if (id(mod), key) not in meta_keys
+    ]
+    module.to_empty(device=device)
+    with torch.no_grad():
+        for mod, key, is_buffer, saved in kept:
+            store = mod._buffers if is_buffer else mod._parameters
+            target = store[key]
+            if target is not None:
+                target.copy_(saved)
+
+    done: set[int] = set()
+    uncovered: list[str] = []
+    with torch.random.fork_rng(devices=[]), routed(), seed_sync(False):
+        for qualname, mod in order:
+            own = ftorch._direct_tensors(mod)
+            names = {k for k, t, _ in own if (id(mod), k) in meta_keys and id(t) not in done}
+            done.update(id(t) for k, t, _ in own if k in names)
+            if not names:
+                continue
+            torch.default_generator.manual_seed(ftorch._derive_seed(base, qualname))
+            reset = ftorch._reset_method(mod)
+            if reset is not None:
+                keep = [(t, t.detach().clone()) for k, t, _ in own if k not in names]
+                with torch.no_grad():
+                    reset()
+                    for t, saved in keep:
+                        t.copy_(saved)
+                continue
+            for key, t, is_buffer in own:
+                if key not in names:
+                    continue
+                rule = ftorch._default_rule(key, t, is_buffer)
+                if is_buffer or not t.is_floating_point():
+                    uncovered.append(f"{qualname}.{key}" if qualname else key)
+                impl = globals()[rule] if is_dtensor(t) else getattr(ftorch, rule)
+                with torch.no_grad():
+                    if rule == "kaiming_uniform_":
+                        if t.numel() > 0:
+                            impl(t, a=math.sqrt(5))
+                    else:
+                        impl(t)
+    if uncovered:
+        _warn(
+            "materialize_sharded_: no reset_parameters covers "
+            + ", ".join(uncovered)
+            + "; they were zero-filled (buffers computed in __init__ cannot be recovered "
+            "from the meta device: recompute them after materialization)",
+        )
+    return module
