@@ -23,6 +23,7 @@ from ._fills import (
     uniform_,
     zeros_,
 )
+from ._orthogonal import delta_orthogonal_, orthogonal_
 from ._schemes import *  # noqa: F403
 from ._schemes import __all__ as _schemes_all
 
@@ -34,10 +35,12 @@ __all__ = [
     "config",
     "constant_",
     "default_generator",
+    "delta_orthogonal_",
     "get_num_threads",
     "manual_seed",
     "normal_",
     "ones_",
+    "orthogonal_",
     "philox4x32",
     "set_num_threads",
     "show_config",

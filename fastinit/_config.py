@@ -24,9 +24,9 @@ def _cuda_info() -> dict[str, Any]:
 
 def _blas_info() -> dict[str, Any]:
     try:
-        from . import _blas  # type: ignore[attr-defined]
+        from ._orthogonal import blas_info
 
-        return dict(_blas.info())
+        return blas_info()
     except ImportError:
         return {"name": None}
 

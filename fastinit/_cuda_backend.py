@@ -196,8 +196,8 @@ def orthogonal_torch(t: Any, gain: float, key: int, stream: int, column_axis: in
     tensor ``t`` (any device), through torch's own linear algebra.
 
     The reflectors are those of the CPU path (csrc/include/fastinit/orthogonal.hpp): the
-    virtual ``N x M`` standard normal matrix ``Z`` is materialized by ``fastinit.normal_``
-    (so it holds the CPU's values bit for bit), reflector ``j`` is ``Z[j, j:]``, with the same
+    virtual ``M x N`` standard normal matrix ``Z`` is materialized by ``fastinit.normal_``
+    (so it holds the CPU's values bit for bit), reflector ``j`` is ``Z[j:, j]``, with the same
     ``v[0]``, ``tau`` and sign correction ``d``; ``torch.linalg.householder_product`` forms
     ``H_0 ... H_{N-1} [I; 0]`` (LAPACK's/cuSOLVER's orgqr, with the reflectors rescaled to a
     unit leading entry). Values agree with the CPU's to rounding (the sums of squares and the
@@ -224,15 +224,16 @@ def orthogonal_torch(t: Any, gain: float, key: int, stream: int, column_axis: in
         rows = numel // cols
     m, n = max(rows, cols), min(rows, cols)
     cdt = torch.float64 if t.dtype == torch.float64 else torch.float32
-    z = torch.empty((n, m), dtype=cdt, device=t.device)
+    # Reflector j is Z[j:, j] of a virtual M x N standard normal matrix (see orthogonal.hpp).
+    z = torch.empty((m, n), dtype=cdt, device=t.device)
     g = _fills.Generator(key)
     g.set_state((key, stream))
     _fills.normal_(z, 0.0, 1.0, seed=g)
 
     x0 = z.diagonal().to(torch.float64)
-    upper = z.triu(1)  # reflector j without its first entry: Z[j, j+1:]
+    lower = z.tril(-1)  # reflector j without its first entry: Z[j+1:, j]
     del z
-    rest = upper.to(torch.float64).square().sum(dim=1)
+    rest = lower.to(torch.float64).square().sum(dim=0)
     norm2 = x0 * x0 + rest
     sg = torch.where(x0 >= 0, 1.0, -1.0).to(torch.float64)
     v0 = (x0 + sg * norm2.sqrt()).to(cdt)  # rounded once to the compute type, as on the CPU
@@ -244,8 +245,8 @@ def orthogonal_torch(t: Any, gain: float, key: int, stream: int, column_axis: in
     v0 = torch.where(zero, torch.ones_like(v0), v0)
     v0d = v0.to(torch.float64)
     # LAPACK's convention: v with v[0] = 1 and tau' = tau v0^2 is the same reflection.
-    reflectors = (upper / v0[:, None]).T
-    del upper
+    reflectors = lower / v0[None, :]
+    del lower
     q = torch.linalg.householder_product(reflectors, (tau * v0d * v0d).to(cdt))
     del reflectors
     q.mul_((gain * d).to(cdt)[None, :])

@@ -162,7 +162,11 @@ def philox4x32(counter: Sequence[int], key: Sequence[int]) -> tuple[int, int, in
 def set_num_threads(n: int) -> None:
     """Set the number of threads fastinit's kernels use (default: OpenMP's, which honours
     ``OMP_NUM_THREADS``). Values do not depend on it."""
-    _core.set_num_threads(operator.index(n))
+    n = operator.index(n)
+    _core.set_num_threads(n)
+    from ._orthogonal import sync_blas_threads  # OpenBLAS follows now (if loaded)
+
+    sync_blas_threads(n)
 
 
 def get_num_threads() -> int:

@@ -11,7 +11,7 @@ import fastinit
 
 from .conftest import bits
 
-GOLDEN = {  # noqa: E501
+GOLDEN = {
     ("uniform", "float32"): [0xBF1E4DE7, 0x3FC7BB68, 0xBE4FED40, 0x3FB1AF6A, 0x3F5CCC9A, 0xBF29C5C7, 0x3FF73B28, 0xBF428369],  # noqa: E501
     ("normal", "float32"): [0xC02BB0E1, 0xC0017A91, 0x4019FAE0, 0xC008FD56, 0x3F2C06D6, 0x401C7EE4, 0x3F6DD574, 0x3F06EA59],  # noqa: E501
     ("trunc_normal", "float32"): [0xBF65C261, 0x3F891CD4, 0xBEF971EF, 0x3F5BD164, 0x3EBAB18D, 0xBF735F78, 0x3FF5DD0A, 0xBF89B1C9],  # noqa: E501

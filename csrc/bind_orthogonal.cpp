@@ -1,0 +1,139 @@
+// fastinit._blas: the BLAS-backed orthogonal initialization, a module of its own so that
+// `import fastinit` does not load OpenBLAS (and start its threads) until it is needed.
+// Argument conversion only; the checks of the public API live in fastinit/_orthogonal.py,
+// the loops in orthogonal.cpp.
+#include "fastinit/prelude.hpp"
+
+#include <optional>
+#include <string>
+
+#include "fastinit/buffer.hpp"
+#include "fastinit/fill.hpp"
+#include "fastinit/kernel_table.hpp"
+#include "fastinit/orthogonal.hpp"
+
+namespace fastinit {
+
+namespace {
+
+void require_cpu(const BufferView& b) {
+  // CUDA-host and managed memory are addressable from the CPU.
+  if (b.device_type == 1 || b.device_type == 3 || b.device_type == 13) return;
+  PyErr_SetString(PyExc_BufferError,
+                  ("fastinit: orthogonal initialization runs on the CPU only; cannot write to "
+                   "DLPack device type " + std::to_string(b.device_type))
+                      .c_str());
+  throw py::error_already_set();
+}
+
+OrthogonalOptions options(double gain, uint64_t key, uint64_t stream, int threads,
+                          bool sign_correction, int64_t block) {
+  OrthogonalOptions o;
+  o.gain = gain;
+  o.key = key;
+  o.stream = stream;
+  o.threads = threads;
+  o.sign_correction = sign_correction;
+  o.block = block;
+  return o;
+}
+
+std::string blas_version() {
+  // "OpenBLAS 0.3.27.44.3 DYNAMIC_ARCH ..." -> "0.3.27.44.3"
+  const std::string c = blas_config();
+  const auto a = c.find(' ');
+  if (a == std::string::npos) return c;
+  const auto e = c.find(' ', a + 1);
+  return c.substr(a + 1, e == std::string::npos ? std::string::npos : e - a - 1);
+}
+
+}  // namespace
+
+void register_orthogonal(py::module_& m) {
+  m.def(
+      "orthogonal",
+      [](py::handle target, double gain, uint64_t key, uint64_t stream,
+         std::optional<int> column_axis, int threads, bool sign_correction, int64_t block) {
+        BufferView b = acquire_buffer(target);
+        require_cpu(b);
+        const OrthogonalOptions o = options(gain, key, stream, threads, sign_correction, block);
+        py::gil_scoped_release nogil;
+        orthogonal_cpu(b, column_axis, o);
+      },
+      py::arg("target"), py::arg("gain"), py::arg("key"), py::arg("stream"),
+      py::arg("column_axis") = py::none(), py::arg("threads") = 1,
+      py::arg("sign_correction") = true, py::arg("block") = 0,
+      "gain * a Haar (semi-)orthogonal matrix, in place (see fastinit.orthogonal_).");
+
+  m.def(
+      "delta_orthogonal",
+      [](py::handle target, double gain, uint64_t key, uint64_t stream,
+         std::optional<int> column_axis, int threads) {
+        BufferView b = acquire_buffer(target);
+        require_cpu(b);
+        const OrthogonalOptions o = options(gain, key, stream, threads, true, 0);
+        py::gil_scoped_release nogil;
+        delta_orthogonal_cpu(b, column_axis, o);
+      },
+      py::arg("target"), py::arg("gain"), py::arg("key"), py::arg("stream"),
+      py::arg("column_axis") = py::none(), py::arg("threads") = 1,
+      "JAX's delta_orthogonal, in place (see fastinit.delta_orthogonal_).");
+
+  m.def(
+      "reflector",
+      [](int64_t j, int64_t M, int64_t N, uint64_t key, uint64_t stream,
+         bool float64) -> py::tuple {
+        // Reflector j of an M x N Q: (v, tau, d) exactly as phase 1 computes them, generated
+        // on its own from Z[j:, j] (for tests, and for other devices to check against).
+        if (!(M >= N && N >= 1 && j >= 0 && j < N))
+          throw std::invalid_argument("fastinit: reflector needs M >= N >= 1 and 0 <= j < N");
+        const int64_t n = M - j;
+        const DType t = float64 ? DType::F64 : DType::F32;
+        const FillParams P = make_normal_params(t, 0.0, 1.0, key, stream);
+        const KernelTable& kt = scalar_kernels();
+        double tau = 0, d = 0;
+        auto make = [&](auto* v) {
+          for (int64_t t = 0; t < n; ++t) kt.fill_range(P, v + t, (j + t) * N + j, 1, false);
+          householder_from_normals(v, n, j, &tau, &d);
+        };
+        if (float64) {
+          py::array_t<double> v(n);
+          make(v.mutable_data());
+          return py::make_tuple(v, tau, d);
+        }
+        py::array_t<float> v(n);
+        make(v.mutable_data());
+        return py::make_tuple(v, tau, d);
+      },
+      py::arg("j"), py::arg("M"), py::arg("N"), py::arg("key"), py::arg("stream"),
+      py::arg("float64") = false);
+
+  m.def(
+      "info",
+      [] {
+        py::dict d;
+        d["name"] = "scipy-openblas32";
+        d["version"] = blas_version();
+        d["config"] = blas_config();
+        d["corename"] = blas_corename();
+        d["threads"] = blas_num_threads();
+        const int p = blas_parallel_mode();
+        d["threading"] = p == 0 ? "sequential" : (p == 1 ? "pthreads" : "openmp");
+        d["block"] = "128 reflectors, 256 when min(rows, cols) >= 2048";
+        return d;
+      },
+      "The BLAS used by orthogonal initialization.");
+
+  m.def("set_num_threads", &blas_set_num_threads, py::arg("n"),
+        "Set OpenBLAS's thread count (fastinit sets it on every call to its own count).");
+  m.def("get_num_threads", &blas_num_threads);
+  m.def("get_isa", [] { return std::string(active_kernels().name); });
+  m.def("set_isa", &set_active_isa, py::arg("name"));
+}
+
+}  // namespace fastinit
+
+PYBIND11_MODULE(_blas, m) {
+  m.doc() = "fastinit orthogonal initialization on scipy-openblas32 (private; use fastinit)";
+  fastinit::register_orthogonal(m);
+}
