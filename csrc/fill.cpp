@@ -140,6 +140,12 @@ FillParams make_uniform_params(DType t, double low, double high, uint64_t key, u
   if (!std::isfinite(P.d[1]) || (t != DType::F64 && !std::isfinite(P.f[1])))
     throw std::invalid_argument("fastinit: uniform_ range high - low overflows");
   set_clamp(P, t, low, high, "the uniform range");
+  // Whether the clamp can ever act: y = fma(u, span, low) is monotonic in u, so its extremes
+  // are at u = 0 (y = low) and at the largest u of each dtype class.
+  const float max_f = std::fma(1.0f - 0x1p-24f, P.f[1], P.f[0]);
+  P.f[4] = (P.f[0] >= P.f[2] && max_f <= P.f[3]) ? 0.0f : 1.0f;
+  const double max_d = std::fma(1.0 - 0x1p-53, P.d[1], P.d[0]);
+  P.d[4] = (P.d[0] >= P.d[2] && max_d <= P.d[3]) ? 0.0 : 1.0;
   return P;
 }
 

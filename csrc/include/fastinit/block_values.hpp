@@ -30,7 +30,9 @@ FASTINIT_HD void block_y_f32(const FillParams& P, typename L::U32 x0, typename L
     y[2] = L::fma(trunc_std_f32<L>(unit_open_f32<L>(x2), P.f[4], P.f[5], P.f[6]), P.f[1], P.f[0]);
     y[3] = L::fma(trunc_std_f32<L>(unit_open_f32<L>(x3), P.f[4], P.f[5], P.f[6]), P.f[1], P.f[0]);
   }
-  if constexpr (D != Dist::Normal) {
+  // Uniform fills skip the clamp when the host proved it cannot act (P.f[4] == 0): the
+  // transform is monotonic in u, so checking u = 0 and the largest u suffices.
+  if (D == Dist::TruncNormal || (D == Dist::Uniform && P.f[4] != 0.0f)) {
     const auto lo = L::splat(P.f[2]), hi = L::splat(P.f[3]);
     for (int k = 0; k < 4; ++k) {
       y[k] = L::sel(y[k] < lo, lo, y[k]);
@@ -56,7 +58,7 @@ FASTINIT_HD void block_y_f64(const FillParams& P, typename L::U32 x0, typename L
     y0 = L::fma(trunc_std_f64<L>(unit_open_f64<L>(x0, x1), P.d[4], P.d[5], P.d[6]), P.d[1], P.d[0]);
     y1 = L::fma(trunc_std_f64<L>(unit_open_f64<L>(x2, x3), P.d[4], P.d[5], P.d[6]), P.d[1], P.d[0]);
   }
-  if constexpr (D != Dist::Normal) {
+  if (D == Dist::TruncNormal || (D == Dist::Uniform && P.d[4] != 0.0)) {
     const auto lo = L::splat(P.d[2]), hi = L::splat(P.d[3]);
     y0 = L::sel(y0 < lo, lo, y0);
     y0 = L::sel(y0 > hi, hi, y0);

@@ -19,7 +19,8 @@ struct FillParams {
   uint64_t key;     // the seed
   uint64_t stream;  // counter words 2 and 3
   // 32-bit class (float32 computations; results rounded to the 16-bit types when needed).
-  //   Uniform:      f[0] = low, f[1] = high - low, f[2..3] = clamp bounds
+  //   Uniform:      f[0] = low, f[1] = high - low, f[2..3] = clamp bounds, f[4] = 1 if the
+  //                 clamp can act (else the kernels skip it)
   //   Normal:       f[0] = mean, f[1] = std
   //   TruncNormal:  f[0] = mean, f[1] = std, f[2..3] = clamp bounds, f[4] = PL, f[5] = QU, f[6] = D
   float f[8];
