@@ -310,7 +310,10 @@ using PReg = __m512i;
 inline PReg p_set64(uint64_t v) { return _mm512_set1_epi64(static_cast<long long>(v)); }
 inline PReg p_set32(uint32_t v) { return _mm512_set1_epi32(static_cast<int>(v)); }
 inline PReg p_mul(PReg a, PReg b) { return _mm512_mul_epu32(a, b); }
-inline PReg p_hi(PReg a) { return _mm512_srli_epi64(a, 32); }
+// The high 32 bits of each 64-bit lane moved to its low half (the upper half keeps a copy,
+// which nothing reads). A dword shuffle runs on the shuffle port, while a 64-bit shift would
+// compete with the multiplies for the same port: Philox is bound by that port.
+inline PReg p_hi(PReg a) { return _mm512_shuffle_epi32(a, static_cast<_MM_PERM_ENUM>(0xF5)); }
 inline PReg p_xor3(PReg a, PReg b, PReg c) { return _mm512_ternarylogic_epi32(a, b, c, 0x96); }
 inline PReg p_add64(PReg a, PReg b) { return _mm512_add_epi64(a, b); }
 inline PReg p_lane_index() { return _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0); }
@@ -324,7 +327,7 @@ using PReg = __m256i;
 inline PReg p_set64(uint64_t v) { return _mm256_set1_epi64x(static_cast<long long>(v)); }
 inline PReg p_set32(uint32_t v) { return _mm256_set1_epi32(static_cast<int>(v)); }
 inline PReg p_mul(PReg a, PReg b) { return _mm256_mul_epu32(a, b); }
-inline PReg p_hi(PReg a) { return _mm256_srli_epi64(a, 32); }
+inline PReg p_hi(PReg a) { return _mm256_shuffle_epi32(a, 0xF5); }
 inline PReg p_xor3(PReg a, PReg b, PReg c) { return _mm256_xor_si256(_mm256_xor_si256(a, b), c); }
 inline PReg p_add64(PReg a, PReg b) { return _mm256_add_epi64(a, b); }
 inline PReg p_lane_index() { return _mm256_set_epi64x(3, 2, 1, 0); }
