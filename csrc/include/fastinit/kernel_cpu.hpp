@@ -28,46 +28,21 @@ FASTINIT_KERNEL_NS_BEGIN
 #endif
 // (A class template cannot take the width: GCC drops vector_size attributes whose size
 // depends on a template parameter, so the width is fixed per translation unit.)
+// The float32 lanes; float64 math uses VecLanesD, and Philox uses philox_vec below.
 struct VecLanes {
   static constexpr int W_ = FASTINIT_VEC_W;
   static constexpr int W = W_;
   typedef uint32_t U32 __attribute__((vector_size(4 * FASTINIT_VEC_W)));
   typedef int32_t I32 __attribute__((vector_size(4 * FASTINIT_VEC_W)));
   typedef float F32 __attribute__((vector_size(4 * FASTINIT_VEC_W)));
-  typedef uint64_t U64 __attribute__((vector_size(8 * FASTINIT_VEC_W)));
-  typedef int64_t I64 __attribute__((vector_size(8 * FASTINIT_VEC_W)));
-  typedef double F64 __attribute__((vector_size(8 * FASTINIT_VEC_W)));
   typedef uint16_t U16 __attribute__((vector_size(2 * FASTINIT_VEC_W)));
   typedef int16_t I16 __attribute__((vector_size(2 * FASTINIT_VEC_W)));
 
-  static inline void mulhilo(uint32_t m, U32 x, U32& hi, U32& lo) {
-    // 32x32->64 products of the even and odd lanes, recombined into high and low words.
-#if FASTINIT_VEC_W == 16
-    const __m512i xv = reinterpret_cast<__m512i>(x);
-    const __m512i mv = _mm512_set1_epi32(static_cast<int>(m));
-    const __m512i pe = _mm512_mul_epu32(xv, mv);
-    const __m512i po = _mm512_mul_epu32(_mm512_srli_epi64(xv, 32), mv);
-    lo = reinterpret_cast<U32>(_mm512_mask_blend_epi32(0xAAAA, pe, _mm512_slli_epi64(po, 32)));
-    hi = reinterpret_cast<U32>(_mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 32), po));
-#else
-    const __m256i xv = reinterpret_cast<__m256i>(x);
-    const __m256i mv = _mm256_set1_epi32(static_cast<int>(m));
-    const __m256i pe = _mm256_mul_epu32(xv, mv);
-    const __m256i po = _mm256_mul_epu32(_mm256_srli_epi64(xv, 32), mv);
-    lo = reinterpret_cast<U32>(_mm256_blend_epi32(pe, _mm256_slli_epi64(po, 32), 0xAA));
-    hi = reinterpret_cast<U32>(_mm256_blend_epi32(_mm256_srli_epi64(pe, 32), po, 0xAA));
-#endif
-  }
   static inline I32 as_i32(U32 x) { return reinterpret_cast<I32>(x); }
-  static inline I64 as_i64(U64 x) { return reinterpret_cast<I64>(x); }
   static inline F32 cvt_f32(I32 x) { return __builtin_convertvector(x, F32); }
-  static inline F64 cvt_f64(I64 x) { return __builtin_convertvector(x, F64); }
-  static inline U64 widen(U32 x) { return __builtin_convertvector(x, U64); }
   static inline U16 narrow16(U32 x) { return __builtin_convertvector(x, U16); }
   static inline U32 bits(F32 x) { return reinterpret_cast<U32>(x); }
   static inline F32 from_bits(U32 x) { return reinterpret_cast<F32>(x); }
-  static inline U64 bits(F64 x) { return reinterpret_cast<U64>(x); }
-  static inline F64 from_bits(U64 x) { return reinterpret_cast<F64>(x); }
   static inline F32 sqrt(F32 x) {
 #if FASTINIT_VEC_W == 16
     return reinterpret_cast<F32>(_mm512_sqrt_ps(reinterpret_cast<__m512>(x)));
@@ -91,11 +66,6 @@ struct VecLanes {
   static inline ND nfma(ND a, ND b, ND c) { return _mm256_fmadd_pd(a, b, c); }
   static inline ND nsqrt(ND a) { return _mm256_sqrt_pd(a); }
 #endif
-  static inline F64 splat(double c) {
-    F64 r;
-    for (int i = 0; i < W_; ++i) r[i] = c;
-    return r;
-  }
   // Fused multiply-add (one rounding): the same bits as std::fma on the scalar path.
   static inline F32 fma(F32 a, F32 b, F32 c) {
     return reinterpret_cast<F32>(
@@ -104,26 +74,6 @@ struct VecLanes {
   static inline F32 fma(F32 a, float b, float c) { return fma(a, splat(b), splat(c)); }
   static inline F32 fma(F32 a, F32 b, float c) { return fma(a, b, splat(c)); }
   static inline F32 fma(F32 a, float b, F32 c) { return fma(a, splat(b), c); }
-  // float64 vectors span two native registers; each half is one native instruction.
-  static inline F64 fma(F64 a, F64 b, F64 c) {
-    const ND* pa = reinterpret_cast<const ND*>(&a);
-    const ND* pb = reinterpret_cast<const ND*>(&b);
-    const ND* pc = reinterpret_cast<const ND*>(&c);
-    F64 r;
-    ND* pr = reinterpret_cast<ND*>(&r);
-    for (size_t i = 0; i < sizeof(F64) / sizeof(ND); ++i) pr[i] = nfma(pa[i], pb[i], pc[i]);
-    return r;
-  }
-  static inline F64 fma(F64 a, double b, double c) { return fma(a, splat(b), splat(c)); }
-  static inline F64 fma(F64 a, F64 b, double c) { return fma(a, b, splat(c)); }
-  static inline F64 fma(F64 a, double b, F64 c) { return fma(a, splat(b), c); }
-  static inline F64 sqrt(F64 x) {
-    const ND* px = reinterpret_cast<const ND*>(&x);
-    F64 r;
-    ND* pr = reinterpret_cast<ND*>(&r);
-    for (size_t i = 0; i < sizeof(F64) / sizeof(ND); ++i) pr[i] = nsqrt(px[i]);
-    return r;
-  }
   template <class M, class T>
   static inline T sel(M mask, T a, T b) {
     return mask ? a : b;
@@ -136,23 +86,6 @@ struct VecLanes {
 #else
     return _mm256_movemask_ps(reinterpret_cast<__m256>(m)) == 0xFF;
 #endif
-  }
-  static inline bool all(I64 m) {
-    const ND* pm = reinterpret_cast<const ND*>(&m);
-    bool r = true;
-    for (size_t i = 0; i < sizeof(I64) / sizeof(ND); ++i) {
-#if FASTINIT_VEC_W == 16
-      r = r && _mm512_movepi64_mask(reinterpret_cast<__m512i>(pm[i])) == 0xFF;
-#else
-      r = r && _mm256_movemask_pd(pm[i]) == 0xF;
-#endif
-    }
-    return r;
-  }
-  static inline U32 iota() {
-    U32 r;
-    for (int i = 0; i < W_; ++i) r[i] = static_cast<uint32_t>(i);
-    return r;
   }
   // Interleave two vectors: lo = a0 b0 a1 b1 ..., hi = the second halves.
   template <class V, class IV>
@@ -170,7 +103,6 @@ struct VecLanes {
   }
   static inline void zip(F32 a, F32 b, F32& lo, F32& hi) { zip<F32, I32>(a, b, lo, hi); }
   static inline void zip(U16 a, U16 b, U16& lo, U16& hi) { zip<U16, I16>(a, b, lo, hi); }
-  static inline void zip(F64 a, F64 b, F64& lo, F64& hi) { zip<F64, I64>(a, b, lo, hi); }
 
   // Bytes per native register, and the non-temporal store of one register's worth.
 #if defined(__AVX512F__)
@@ -387,7 +319,6 @@ template <class L, Dist D, DType T, class KS>
 inline void emit_group(const FillParams& P, const KS& ks, uint64_t block, void* dst, bool nt) {
   using U32 = typename L::U32;
   using F32 = typename L::F32;
-  using F64 = typename L::F64;
   U32 x0, x1, x2, x3;
 #if defined(__AVX512F__) || defined(__AVX2__)
   if constexpr (L::W > 1)
@@ -413,14 +344,15 @@ inline void emit_group(const FillParams& P, const KS& ks, uint64_t block, void* 
         L::store(d + h * 2 * sizeof(o0), o0, nt);
         L::store(d + h * 2 * sizeof(o0) + sizeof(o0), o1, nt);
       }
-      return;
-    }
+    } else
 #endif
-    F64 y0, y1, o0, o1;
-    block_y_f64<L, D>(P, x0, x1, x2, x3, y0, y1);
-    L::zip(y0, y1, o0, o1);
-    L::store(d, o0, nt);
-    L::store(d + sizeof(F64), o1, nt);
+    {
+      typename L::F64 y0, y1, o0, o1;
+      block_y_f64<L, D>(P, x0, x1, x2, x3, y0, y1);
+      L::zip(y0, y1, o0, o1);
+      L::store(d, o0, nt);
+      L::store(d + sizeof(o0), o1, nt);
+    }
   } else {
     F32 y[4];
     block_y_f32<L, D>(P, x0, x1, x2, x3, y);
