@@ -94,15 +94,18 @@ PYBIND11_MODULE(_cuda, m) {
 
   m.def(
       "constant",
-      [](py::handle target, double value, uintptr_t cuda_stream) {
+      [](py::handle target, double value, py::object global_shape, py::object global_offset,
+         uintptr_t cuda_stream) {
         BufferView b = acquire_buffer(target);
         require_device(b, kDLCUDA);
+        make_shard(b, global_shape, global_offset);  // validated for symmetry with the fills
         const cuda::DeviceLayout L = whole_layout(b);
         const uint64_t pattern = pattern_of(value, b.dtype);
         py::gil_scoped_release nogil;
         cuda::constant(L, dtype_size(b.dtype), pattern, b.data, b.device_id, cuda_stream);
       },
-      py::arg("target"), py::arg("value"), py::kw_only(), py::arg("cuda_stream") = 0);
+      py::arg("target"), py::arg("value"), py::arg("global_shape") = py::none(),
+      py::arg("global_offset") = py::none(), py::kw_only(), py::arg("cuda_stream") = 0);
 
   m.def(
       "scatter_constant",

@@ -54,13 +54,15 @@ void register_fill(py::module_& m) {
 
   m.def(
       "constant",
-      [](py::handle target, double value) {
+      [](py::handle target, double value, py::object global_shape, py::object global_offset) {
         BufferView b = acquire_buffer(target);
         require_cpu(b);
+        make_shard(b, global_shape, global_offset);  // validated for symmetry with the fills
         py::gil_scoped_release nogil;
         constant_cpu(b, value);
       },
-      py::arg("target"), py::arg("value"));
+      py::arg("target"), py::arg("value"), py::arg("global_shape") = py::none(),
+      py::arg("global_offset") = py::none());
 
   m.def(
       "scatter_constant",

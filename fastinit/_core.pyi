@@ -18,7 +18,12 @@ def fill(
     global_shape: Sequence[int] | None = None,
     global_offset: Sequence[int] | None = None,
 ) -> None: ...
-def constant(target: Any, value: float) -> None: ...
+def constant(
+    target: Any,
+    value: float,
+    global_shape: Sequence[int] | None = None,
+    global_offset: Sequence[int] | None = None,
+) -> None: ...
 def scatter_constant(
     target: Any,
     value: float,

@@ -17,7 +17,14 @@ def fill(
     *,
     cuda_stream: int = 0,
 ) -> None: ...
-def constant(target: Any, value: float, *, cuda_stream: int = 0) -> None: ...
+def constant(
+    target: Any,
+    value: float,
+    global_shape: Sequence[int] | None = None,
+    global_offset: Sequence[int] | None = None,
+    *,
+    cuda_stream: int = 0,
+) -> None: ...
 def scatter_constant(
     target: Any,
     value: float,

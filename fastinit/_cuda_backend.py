@@ -123,9 +123,13 @@ class CudaBackend:
             cuda_stream=self.dlpack_stream,
         )
 
-    def constant(self, target: Any, value: float) -> None:
-        """Launch a constant fill."""
-        self.module.constant(target, value, cuda_stream=self.dlpack_stream)
+    def constant(
+        self, target: Any, value: float, global_shape: Any = None, global_offset: Any = None
+    ) -> None:
+        """Launch a constant fill (the shard keywords are only validated)."""
+        self.module.constant(
+            target, value, global_shape, global_offset, cuda_stream=self.dlpack_stream
+        )
 
     def orthogonal(
         self, target: Any, gain: float, key: int, stream: int, column_axis: Any, threads: int

@@ -443,15 +443,11 @@ def constant_(
     """Fill ``x`` with ``value`` (rounded to the dtype). The shard keywords are accepted (and
     checked) for symmetry with the random fills."""
     v = float(value)
+    gs, go = _shard_args(global_shape, global_offset)
     target = _Target(x)
     if target.skip:
         return x
-    if global_shape is not None or global_offset is not None:
-        gs, go = _shard_args(global_shape, global_offset)
-        # Validate the shard (no write happens with an empty index list).
-        target.backend.scatter_constant(target.handle, v, np.empty(0, np.int64), gs, go)
-        target = _Target(x)
-    target.backend.constant(target.handle, v)
+    target.backend.constant(target.handle, v, gs, go)
     return x
 
 

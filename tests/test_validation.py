@@ -174,3 +174,11 @@ def test_environment_variable_selects_the_kernels(tmp_path) -> None:
         text=True,
     )
     assert bad.returncode != 0 and "FASTINIT_CPU" in bad.stderr
+
+
+def test_constant_checks_its_shard_keywords() -> None:
+    x = sentinel()
+    with pytest.raises(ValueError, match="does not fit"):
+        fastinit.constant_(x, 1.0, global_shape=(16, 7))
+    assert untouched(x)
+    assert (fastinit.zeros_(x, global_shape=(32, 8), global_offset=(16, 0)) == 0).all()
