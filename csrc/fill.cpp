@@ -269,7 +269,7 @@ namespace {
 // piece of a run. Chunks are multiples of 256 elements, so in the contiguous case every chunk
 // starts on a whole SIMD group and no Philox block is generated twice.
 template <class Seg>
-void for_each_segment(const RunLayout& L, int64_t bytes_per_element, const Seg& seg) {
+void for_each_segment(const RunLayout& L, const Seg& seg) {
   const int64_t N = L.total;
   if (N == 0) return;
   const int threads = threads_now();
@@ -278,7 +278,6 @@ void for_each_segment(const RunLayout& L, int64_t bytes_per_element, const Seg& 
   chunk = (chunk + 255) / 256 * 256;
   const int64_t nchunks = (N + chunk - 1) / chunk;
   const int use = static_cast<int>(std::min<int64_t>(threads, nchunks));
-  (void)bytes_per_element;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(use) if (use > 1)
   for (int64_t c = 0; c < nchunks; ++c) {
     int64_t k = c * chunk;
@@ -309,7 +308,7 @@ void fill_cpu(const BufferView& b, const Shard& s, const FillParams& P) {
   const bool nt = L.total * isz > nt_threshold_bytes();
   char* const data = b.data;
   constexpr int64_t kTmp = 4096;
-  for_each_segment(L, isz, [&](int64_t g, int64_t m, int64_t len) {
+  for_each_segment(L, [&](int64_t g, int64_t m, int64_t len) {
     if (L.inner_gstride == 1 && L.inner_mstride == 1) {
       kt.fill_range(P, data + m * isz, g, len, nt);
     } else if (L.inner_gstride == 1) {
@@ -340,7 +339,7 @@ void constant_cpu(const BufferView& b, double value) {
   alignas(8) unsigned char pattern[8];
   encode_value(value, b.dtype, pattern);
   char* const data = b.data;
-  for_each_segment(L, isz, [&](int64_t, int64_t m, int64_t len) {
+  for_each_segment(L, [&](int64_t, int64_t m, int64_t len) {
     auto fill_typed = [&](auto tag) {
       using T = decltype(tag);
       T v;
