@@ -278,7 +278,8 @@ def run_model_bench(
     dtypes : sequence of str, optional
         dtype names among float32, bfloat16, float16, float64.
     repeat : int, optional
-        Timed builds per (dtype, method); the median counts.
+        Rounds per dtype; a round builds the model once by every method, in turn (round
+        robin, after one untimed full-size build). The median counts.
     layers : int, optional
         Override the number of transformer blocks (quick runs).
     config : LlamaConfig, optional
@@ -326,34 +327,41 @@ def run_model_bench(
         for method in methods:
             for name in dtypes:
                 build_model(method, warm, _DTYPES[name])
+        # The first large allocation of a process is the slowest (on a VM the host may have
+        # to back the pages first); one untimed full-size build takes that cost, whichever
+        # method is timed first.
+        largest = max(dtypes, key=lambda n: _DTYPES[n].itemsize)
+        _time_build("fill_", cfg, _DTYPES[largest])
         for name in dtypes:
-            group: list[dict[str, Any]] = []
-            for method in methods:
-                times: list[float] = []
-                problem = None
-                for i in range(repeat):
+            times_of: dict[str, list[float]] = {m: [] for m in methods}
+            problems: dict[str, str | None] = {m: None for m in methods}
+            # Round robin (every method once per round) rather than one method's repeats in a
+            # row: slow drifts of a shared machine then hit every method alike.
+            for i in range(repeat):
+                for method in methods:
                     elapsed, issue = _time_build(method, cfg, _DTYPES[name])
-                    times.append(elapsed)
-                    problem = problem or issue
+                    times_of[method].append(elapsed)
+                    problems[method] = problems[method] or issue
                     if progress:
                         print(
                             f"model {name} {method} {i + 1}/{repeat}: {elapsed:.3f} s",
                             file=sys.stderr,
                             flush=True,
                         )
-                group.append(
-                    {
-                        "dtype": name,
-                        "method": method,
-                        "params": cfg.num_parameters,
-                        "layers": cfg.num_layers,
-                        "threads": torch.get_num_threads(),
-                        "times_s": times,
-                        "median_s": statistics.median(times),
-                        "min_s": min(times),
-                        "problem": problem,
-                    }
-                )
+            group: list[dict[str, Any]] = [
+                {
+                    "dtype": name,
+                    "method": method,
+                    "params": cfg.num_parameters,
+                    "layers": cfg.num_layers,
+                    "threads": torch.get_num_threads(),
+                    "times_s": times_of[method],
+                    "median_s": statistics.median(times_of[method]),
+                    "min_s": min(times_of[method]),
+                    "problem": problems[method],
+                }
+                for method in methods
+            ]
             reference = next((r["median_s"] for r in group if r["method"] == "torch"), None)
             for row in group:
                 row["speedup"] = reference / row["median_s"] if reference else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 
 import ml_dtypes
@@ -180,6 +181,70 @@ def test_torch_tensors_get_numpy_values(fill) -> None:
         # a transposed torch view gets the values of its logical positions
         u = fill(torch.empty(45, 123, dtype=tdt).T, seed=13)
         np.testing.assert_array_equal(tbits(u), tbits(t))
+
+
+_STORE_KINDS_SCRIPT = """
+import hashlib, mmap, sys
+import ml_dtypes, numpy as np
+import fastinit
+from fastinit import _core
+
+dt = {"float32": np.float32, "float64": np.float64, "float16": np.float16,
+      "bfloat16": ml_dtypes.bfloat16}[sys.argv[1]]
+n = int(sys.argv[2])
+fills = {
+    "uniform": lambda x: fastinit.uniform_(x, -0.5, 1.5, seed=11),
+    "normal": lambda x: fastinit.normal_(x, 0.1, 0.7, seed=11),
+    "trunc_normal": lambda x: fastinit.trunc_normal_(x, 0.0, 1.0, -1.0, 3.0, seed=11),
+}
+def fresh():
+    # never touched: the fill faults the pages in (plain stores)
+    m = mmap.mmap(-1, n * np.dtype(dt).itemsize, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    return np.frombuffer(m, dtype=dt, count=n)
+def resident():
+    x = np.empty(n, dt); x.view(np.uint8).fill(0xFF)   # touched: streaming stores
+    return x
+def half():
+    x = fresh(); x[: n // 2].view(np.uint8).fill(0xFF)
+    return x
+for isa in _core.supported_isas():
+    _core.set_isa(isa)
+    for name, f in fills.items():
+        for kind, make in (("fresh", fresh), ("resident", resident), ("half", half)):
+            x = f(make())
+            raw = np.ascontiguousarray(x).view(np.uint8)
+            print(isa, name, kind, hashlib.sha256(raw.tobytes()).hexdigest())
+"""
+
+
+def test_streaming_and_plain_stores_give_the_same_bits(dtype) -> None:
+    # Fills above FASTINIT_NT_THRESHOLD stream into resident pages and use plain stores on
+    # pages that are not resident yet; the store kind must never change a value.
+    import hashlib
+    import subprocess
+    import sys
+
+    name = next(k for k, v in DTYPES.items() if v == dtype)
+    env = {**os.environ, "FASTINIT_NT_THRESHOLD": "0"}
+    out = subprocess.run(
+        [sys.executable, "-c", _STORE_KINDS_SCRIPT, name, str(N_LARGE)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout.split("\n")
+    lines = [line.split() for line in out if line.strip()]
+    assert len(lines) == 3 * len(FILLS) * len(fastinit_isas())
+    for isa, fname, kind, digest in lines:
+        want = FILLS[fname](np.empty(N_LARGE, dtype), seed=11)
+        expect = hashlib.sha256(np.ascontiguousarray(want).view(np.uint8).tobytes()).hexdigest()
+        assert digest == expect, (isa, fname, kind)
+
+
+def fastinit_isas() -> list[str]:
+    from fastinit import _core
+
+    return list(_core.supported_isas())
 
 
 @pytest.mark.slow
