@@ -278,8 +278,9 @@ def run_model_bench(
     dtypes : sequence of str, optional
         dtype names among float32, bfloat16, float16, float64.
     repeat : int, optional
-        Rounds per dtype; a round builds the model once by every method, in turn (round
-        robin, after one untimed full-size build). The median counts.
+        Rounds per dtype; a round builds the model once by every method, in turn, each round
+        starting with the next method (after one untimed full-size build). The median
+        counts.
     layers : int, optional
         Override the number of transformer blocks (quick runs).
     config : LlamaConfig, optional
@@ -335,10 +336,12 @@ def run_model_bench(
         for name in dtypes:
             times_of: dict[str, list[float]] = {m: [] for m in methods}
             problems: dict[str, str | None] = {m: None for m in methods}
-            # Round robin (every method once per round) rather than one method's repeats in a
-            # row: slow drifts of a shared machine then hit every method alike.
+            # Rounds (every method once per round) rather than one method's repeats in a row,
+            # each round starting one method later: slow drifts of a shared machine, and the
+            # state the previous build leaves the memory in, then hit every method alike.
             for i in range(repeat):
-                for method in methods:
+                shift = i % len(methods)
+                for method in (*methods[shift:], *methods[:shift]):
                     elapsed, issue = _time_build(method, cfg, _DTYPES[name])
                     times_of[method].append(elapsed)
                     problems[method] = problems[method] or issue
