@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import fastinit
 
-from .conftest import DTYPES, bits
+from .conftest import DTYPES, ISAS, bits
 
 FILLS: dict[str, Callable[..., np.ndarray]] = {
     "uniform": lambda x, **kw: fastinit.uniform_(x, -0.5, 1.5, **kw),
@@ -234,17 +234,11 @@ def test_streaming_and_plain_stores_give_the_same_bits(dtype) -> None:
         check=True,
     ).stdout.split("\n")
     lines = [line.split() for line in out if line.strip()]
-    assert len(lines) == 3 * len(FILLS) * len(fastinit_isas())
+    assert len(lines) == 3 * len(FILLS) * len(ISAS)
     for isa, fname, kind, digest in lines:
         want = FILLS[fname](np.empty(N_LARGE, dtype), seed=11)
         expect = hashlib.sha256(np.ascontiguousarray(want).view(np.uint8).tobytes()).hexdigest()
         assert digest == expect, (isa, fname, kind)
-
-
-def fastinit_isas() -> list[str]:
-    from fastinit import _core
-
-    return list(_core.supported_isas())
 
 
 @pytest.mark.slow
