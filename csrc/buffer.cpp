@@ -203,6 +203,13 @@ BufferView acquire_buffer(py::handle obj) {
                        std::string(py::str(py::type::of(obj).attr("__name__"))));
 }
 
+void require_host_memory(const BufferView& b, const char* who) {
+  if (dl_device_host_addressable(b.device_type)) return;
+  raise_buffer_error(std::string("fastinit: ") + who + " cannot write to DLPack device type " +
+                     std::to_string(b.device_type) + " (device " + std::to_string(b.device_id) +
+                     ")");
+}
+
 Shard make_shard(const BufferView& b, const py::object& global_shape,
                  const py::object& global_offset) {
   Shard s;

@@ -35,9 +35,10 @@ _U64 = 1 << 64
 #: that an unseeded program is still reproducible).
 DEFAULT_SEED = 0x5EED_F457_1A17
 
-# DLPack device types that fastinit's CPU kernels can write (CPU, CUDA host, CUDA managed).
-_CPU_DEVICES = (1, 3, 13)
-_CUDA_DEVICE = 2
+# DLPack device types that fastinit's CPU kernels can write (CPU, CUDA host, CUDA managed),
+# and CUDA's, as the native core declares them.
+_CPU_DEVICES: tuple[int, ...] = _core.DLPACK_HOST_DEVICES
+_CUDA_DEVICE: int = _core.DLPACK_CUDA
 
 
 def _as_u64(value: Any, what: str) -> int:

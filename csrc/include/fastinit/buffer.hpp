@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "fastinit/config.hpp"
+#include "fastinit/dlpack.hpp"
 #include "fastinit/params.hpp"
 #include "fastinit/prelude.hpp"
 
@@ -17,7 +19,7 @@ struct BufferView {
   DType dtype = DType::F32;
   std::vector<int64_t> shape;
   std::vector<int64_t> strides;  // in elements, may be negative for NumPy views
-  int32_t device_type = 1;       // DLPack device type (1 = CPU)
+  int32_t device_type = kDLCPU;  // DLPack device type
   int32_t device_id = 0;
   // Keeps the producer's memory alive and returns it (DLPack deleter) exactly once.
   std::shared_ptr<void> owner;
@@ -29,7 +31,7 @@ struct BufferView {
 // Accepts a NumPy array or a DLPack capsule ("dltensor" / "dltensor_versioned"). Raises
 // TypeError for unsupported dtypes, ValueError/BufferError for read-only or overlapping
 // buffers. Never writes to the buffer.
-BufferView acquire_buffer(py::handle obj);
+FASTINIT_CORE_API BufferView acquire_buffer(py::handle obj);
 
 // The sub-box of a global tensor that a buffer holds.
 struct Shard {
@@ -39,9 +41,11 @@ struct Shard {
 
 // Validates global_shape/global_offset against the buffer (ValueError) and fills in the
 // defaults (the buffer is the whole tensor).
-Shard make_shard(const BufferView& b, const py::object& global_shape,
+FASTINIT_CORE_API Shard make_shard(const BufferView& b, const py::object& global_shape,
                  const py::object& global_offset);
 
-std::string dtype_name(DType t);
+// Raises BufferError unless the CPU can address the buffer's memory (DLPack CPU, CUDA-host
+// or CUDA-managed memory); `who` names the caller in the message.
+FASTINIT_CORE_API void require_host_memory(const BufferView& b, const char* who);
 
 }  // namespace fastinit
