@@ -151,7 +151,7 @@ assert so in mods, (so, mods)
 # The core library that every module links (thread count, kernel sets, fills).
 core = os.path.join(pkg, "libfastinit_core.so")
 assert os.path.isfile(core), f"{core} is missing"
-assert _core._native_state()["library"] == core, _core._native_state()
+assert os.path.realpath(_core._native_state()["library"]) == os.path.realpath(core), _core._native_state()
 mods.append(core)
 for m in mods:
     syms = subprocess.run(["nm", "-D", m], capture_output=True, text=True, check=True).stdout
