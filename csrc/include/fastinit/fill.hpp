@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "fastinit/buffer.hpp"
+#include "fastinit/buffer_view.hpp"
 #include "fastinit/params.hpp"
 
 namespace fastinit {
