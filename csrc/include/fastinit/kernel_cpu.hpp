@@ -8,6 +8,12 @@
 
 #if defined(__AVX2__) || defined(__AVX512F__)
 #include <immintrin.h>
+#define FASTINIT_X86_SIMD 1
+#endif
+// The Arm set: only in the translation unit built as the "neon" variant (the scalar variant is
+// compiled for aarch64 too, without these lanes).
+#if defined(__aarch64__) && defined(FASTINIT_ISA_NEON)
+#define FASTINIT_NEON_SIMD 1
 #endif
 
 #include "fastinit/block_values.hpp"
@@ -15,6 +21,9 @@
 #include "fastinit/params.hpp"
 #include "fastinit/philox.hpp"
 #include "fastinit/transforms.hpp"
+#if defined(FASTINIT_NEON_SIMD)
+#include "fastinit/lanes_neon.hpp"
+#endif
 
 FASTINIT_KERNEL_NS_BEGIN
 
@@ -207,10 +216,14 @@ struct ScalarKernelLanes : ScalarLanes {
   static inline void store_fence() {}
 };
 
-#if defined(__AVX512F__)
+// CpuLanes: the float32 lanes of this translation unit; CpuLanesD: the native-width float64
+// lanes that a SIMD group's float64 work is split into.
+#if defined(FASTINIT_X86_SIMD)
 using CpuLanes = VecLanes;
-#elif defined(__AVX2__)
-using CpuLanes = VecLanes;
+using CpuLanesD = VecLanesD;
+#elif defined(FASTINIT_NEON_SIMD)
+using CpuLanes = NeonLanes;
+using CpuLanesD = NeonLanesD;
 #else
 using CpuLanes = ScalarKernelLanes;
 #endif
@@ -320,7 +333,7 @@ inline void emit_group(const FillParams& P, const KS& ks, uint64_t block, void* 
   using U32 = typename L::U32;
   using F32 = typename L::F32;
   U32 x0, x1, x2, x3;
-#if defined(__AVX512F__) || defined(__AVX2__)
+#if defined(FASTINIT_X86_SIMD)
   if constexpr (L::W > 1)
     philox_vec(block, P.stream, ks, x0, x1, x2, x3);
   else
@@ -328,10 +341,10 @@ inline void emit_group(const FillParams& P, const KS& ks, uint64_t block, void* 
     philox_lanes<L>(block, P.key, P.stream, x0, x1, x2, x3);
   if constexpr (T == DType::F64) {
     char* d = static_cast<char*>(dst);
-#if defined(__AVX512F__) || defined(__AVX2__)
+#if defined(FASTINIT_X86_SIMD) || defined(FASTINIT_NEON_SIMD)
     if constexpr (L::W > 1) {
       // float64 math runs on native-width vectors: each half of the group's blocks separately.
-      using LD = VecLanesD;
+      using LD = CpuLanesD;
       const U32 xs[4] = {x0, x1, x2, x3};
       for (int h = 0; h < 2; ++h) {
         typename LD::U32 xh[4];
@@ -417,10 +430,10 @@ void fill_range_typed(const FillParams& P, void* out, int64_t i0, int64_t n, boo
   constexpr int64_t isz = (T == DType::F64) ? 8 : (T == DType::F32 ? 4 : 2);
   alignas(64) char tmp[G * isz];
   char* const o = static_cast<char*>(out);
-#if defined(__AVX512F__) || defined(__AVX2__)
+#if defined(FASTINIT_X86_SIMD)
   const KeySchedule ks(P.key);
 #else
-  const int ks = 0;  // the scalar path bumps the key inline
+  const int ks = 0;  // the scalar and NEON paths bump the key inline
 #endif
   const int64_t end = i0 + n;
   int64_t g = i0 / G;
