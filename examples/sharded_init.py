@@ -30,7 +30,7 @@ from torch.distributed.tensor import Shard
 from torch.distributed.tensor import empty as dtensor_empty
 
 import fastinit.torch
-from fastinit import _dtensor
+from fastinit.torch import _dtensor, _materialize
 
 try:
     from torch.distributed.fsdp import fully_shard
@@ -66,7 +66,7 @@ def materialize(model: nn.Module, seed: int) -> None:
     if getattr(fastinit.torch, "_dtensor", None) is not None:
         fastinit.torch.materialize_(model, "cpu", seed=seed)
     else:
-        _dtensor.materialize_sharded_(model, "cpu", seed=seed)
+        _materialize.materialize_sharded_(model, "cpu", seed=seed)
 
 
 def run(rank: int, world_size: int) -> bool:

@@ -1,4 +1,4 @@
-"""Sharded initialization on torch.distributed (fastinit._dtensor), bit for bit.
+"""Sharded initialization on torch.distributed (fastinit.torch._dtensor), bit for bit.
 
 One group of processes per world size (1, 2 and 4; torch.multiprocessing spawn, gloo, CPU)
 runs every check of that size once and gathers each initialized DTensor with
@@ -9,7 +9,7 @@ tests fail.
 
 Skips: the whole file without torch, torch.distributed, gloo or DTensor (torch < 2.4); the
 tests of the ``fastinit.torch`` entry points until fastinit.torch routes DTensors to
-fastinit._dtensor (docs/sharded.md has the lines).
+fastinit.torch._dtensor (docs/sharded.md has the lines).
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ except ImportError:  # pragma: no cover - depends on the torch version
 
 import fastinit
 import fastinit.torch as ftorch
-from fastinit import _dtensor, _fills, _schemes
+from fastinit import _fills, _schemes
+from fastinit.torch import _dtensor, _materialize, _patch, _target
 
 WORLD_SIZES = (1, 2, 4)
 #: Hard limit for one group of processes (start-up, every check, shut-down).
@@ -63,7 +64,7 @@ FSDP_SEED = 20250607
 class Case:
     """One initialization of one DTensor.
 
-    kind: 'gen' (fastinit._dtensor.<fn>(t, *args, generator=Generator().manual_seed(key))),
+    kind: 'gen' (fastinit.torch._dtensor.<fn>(t, *args, generator=Generator().manual_seed(key))),
     'seed' (the same with seed=key), 'apply' (apply_to_dtensor(<core fill fn>, t, *args,
     seed=key)), 'torch' (fastinit.torch.<fn>(t, *args, generator=...)).
     layout: placements, one letter group per mesh dimension ('S0', 'S1', 'R'; 'S0,S1' is a
@@ -210,7 +211,7 @@ def reference(case: Case) -> torch.Tensor:
             if case.kind == "seed":
                 seed = case.key
             else:
-                seed = ftorch._draw_seed(_generator(case.key))
+                seed = _target.draw_seed(_generator(case.key))
             x = _dtensor.orthogonal_full(case.shape, x.dtype, case.args[0], seed)
         elif case.kind == "seed":
             CORE[case.fn](x, *case.args, seed=case.key)
@@ -366,7 +367,7 @@ def _seed_checks(rank: int, world_size: int, meshes: dict[int, Any], saved: dict
     saved["seeds:broadcast"] = t.full_tensor()
     after = torch.default_generator.get_state()
     expected = torch.Generator().manual_seed(1000 + rank)
-    ftorch._draw_seed(expected)
+    _target.draw_seed(expected)
     status["one_draw_per_rank"] = bool(torch.equal(after, expected.get_state()))
     # Without the broadcast each rank uses its own draw.
     torch.manual_seed(1000 + rank)
@@ -460,7 +461,7 @@ def _fsdp_tp(mesh2: Any) -> dict[str, torch.Tensor]:
     _fully_shard()(model, mesh=mesh2["dp"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        _dtensor.materialize_sharded_(model, "cpu", seed=FSDP_SEED)
+        _materialize.materialize_sharded_(model, "cpu", seed=FSDP_SEED)
     sharded: list[tuple[str, Any]] = list(model.named_parameters())
     return {k: v.full_tensor() for k, v in sharded}
 
@@ -541,9 +542,9 @@ def worker(rank: int, world_size: int, store: str, out_dir: str) -> None:
         def fsdp_unseeded() -> None:
             # No seed: the base seed is drawn on every rank and rank 0's is broadcast.
             torch.manual_seed(1000 + rank)
-            fsdp("fsdp_unseeded", _dtensor.materialize_sharded_, None)
+            fsdp("fsdp_unseeded", _materialize.materialize_sharded_, None)
 
-        attempt("fsdp", lambda: fsdp("fsdp", _dtensor.materialize_sharded_, FSDP_SEED))
+        attempt("fsdp", lambda: fsdp("fsdp", _materialize.materialize_sharded_, FSDP_SEED))
         attempt("fsdp_unseeded", fsdp_unseeded)
         if status["fastinit.torch routes DTensors"]:
             attempt("torch_fsdp", lambda: fsdp("torch_fsdp", ftorch.materialize_, FSDP_SEED))
@@ -669,7 +670,7 @@ def _compare(result: GroupResult, kind: str, fn: str) -> None:
 
 @pytest.mark.parametrize(("world_size", "fn"), _params("gen"))
 def test_dtensor_init_matches_single_process(group: Any, world_size: int, fn: str) -> None:
-    """fastinit._dtensor.<fn>(dtensor, generator=g) gathered == fastinit.torch.<fn>(plain,
+    """fastinit.torch._dtensor.<fn>(dtensor, generator=g) gathered == fastinit.torch.<fn>(plain,
     generator=g), over Shard(0), Shard(1), Replicate, uneven and empty shards, 2x2 meshes and
     four dtypes."""
     _compare(group(world_size), "gen", fn)
@@ -750,8 +751,8 @@ def test_fsdp2_materialize_matches_unsharded(
 def _require_routing(result: GroupResult) -> None:
     if not result.check("fastinit.torch routes DTensors"):
         pytest.skip(
-            "fastinit.torch does not route DTensors to fastinit._dtensor yet (the integration "
-            "lines are in docs/sharded.md)"
+            "fastinit.torch does not route DTensors to fastinit.torch._dtensor yet "
+            "(the integration lines are in docs/sharded.md)"
         )
 
 
@@ -818,10 +819,10 @@ def test_is_dtensor_and_routing_without_distributed() -> None:
     sends them to fastinit.torch (same values as fastinit.torch itself)."""
     assert not _dtensor.is_dtensor(torch.zeros(2))
     a, b = torch.empty(6, 4), torch.empty(6, 4)
-    with _dtensor.routed():
-        assert torch.nn.init.kaiming_uniform_ is not ftorch._ORIGINALS["kaiming_uniform_"]
+    with _patch.routed():
+        assert torch.nn.init.kaiming_uniform_ is not _target.ORIGINALS["kaiming_uniform_"]
         torch.nn.init.kaiming_uniform_(a, generator=_generator(3))
-    assert torch.nn.init.kaiming_uniform_ is ftorch._ORIGINALS["kaiming_uniform_"]
+    assert torch.nn.init.kaiming_uniform_ is _target.ORIGINALS["kaiming_uniform_"]
     ftorch.kaiming_uniform_(b, generator=_generator(3))
     assert same_bits(a, b)
 

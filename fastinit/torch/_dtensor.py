@@ -19,7 +19,8 @@ broadcast off with :func:`seed_sync` when every rank is known to hold the same g
 state (``materialize_sharded_`` does, because it seeds each module from a base seed that is
 broadcast once).
 
-This module is private; ``fastinit.torch`` routes DTensors to it.
+This module is private; ``fastinit.torch`` routes DTensors to it. Sharded materialization
+(FSDP2) is ``fastinit.torch._materialize``; :func:`routed` is ``fastinit.torch._patch``.
 """
 
 from __future__ import annotations
@@ -27,19 +28,19 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
-import math
 import os
 import sys
-import threading
 import types
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from . import _fills, _schemes
+from .. import _fills, _orthogonal, _schemes
+from .._stream import Generator, at, resolve, wrap_u64
+from . import _target
 
 if TYPE_CHECKING:
     from torch.distributed.device_mesh import DeviceMesh
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ROUTED",
     "apply_to_dtensor",
+    "collective_device",
     "constant_",
     "dirac_",
     "draw_seed",
@@ -54,19 +56,19 @@ __all__ = [
     "is_dtensor",
     "kaiming_normal_",
     "kaiming_uniform_",
-    "materialize_sharded_",
     "maybe_dtensor",
     "normal_",
     "ones_",
     "orthogonal_",
     "orthogonal_full",
-    "routed",
     "seed_sync",
+    "seed_sync_enabled",
     "shard_spec",
     "sparse_",
     "sync_seed",
     "trunc_normal_",
     "uniform_",
+    "warn",
     "xavier_normal_",
     "xavier_uniform_",
     "zeros_",
@@ -74,7 +76,6 @@ __all__ = [
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _T = TypeVar("_T")
-_U64 = (1 << 64) - 1
 
 #: The ``torch.nn.init`` functions that have a DTensor implementation here.
 ROUTED = (
@@ -292,7 +293,7 @@ def apply_to_dtensor(
     fill: Callable[..., Any],
     t: _T,
     *args: Any,
-    seed: int | _fills.Generator | None = None,
+    seed: int | Generator | None = None,
     **kwargs: Any,
 ) -> _T:
     """Run a fastinit fill on a DTensor's local tensor so the whole equals an unsharded fill.
@@ -319,10 +320,8 @@ def apply_to_dtensor(
         ``t``.
     """
     local, global_shape, global_offset = shard_spec(t)
-    if isinstance(seed, _fills.Generator):
-        key, stream = _fills.resolve_seed(seed)
-        seed = _fills.Generator(key)
-        seed.set_state((key, stream))
+    if isinstance(seed, Generator):
+        seed = at(*resolve(seed))
     if seed is not None:
         kwargs["seed"] = seed
     fill(
@@ -368,7 +367,12 @@ def seed_sync(enabled: bool) -> Iterator[None]:
         _SEED_SYNC.reset(token)
 
 
-def _collective_device(device_type: str) -> torch.device:
+def seed_sync_enabled() -> bool:
+    """Whether generator-drawn seeds are broadcast here (see :func:`seed_sync`)."""
+    return _SEED_SYNC.get()
+
+
+def collective_device(device_type: str) -> torch.device:
     if device_type == "cpu":
         return torch.device("cpu")
     module = getattr(torch, device_type, None)
@@ -384,7 +388,7 @@ def sync_seed(seed: int, mesh: DeviceMesh) -> int:
     rank ``(0, ..., 0)``. Returns ``seed`` unchanged when the broadcast is off
     (:func:`seed_sync`), when torch.distributed is not initialized, or on a one-rank mesh.
     """
-    seed = int(seed) & _U64
+    seed = wrap_u64(seed)
     if not _SEED_SYNC.get() or mesh.size() == 1:
         return seed
     import torch.distributed as dist
@@ -392,13 +396,13 @@ def sync_seed(seed: int, mesh: DeviceMesh) -> int:
     if not (dist.is_available() and dist.is_initialized()):
         return seed
     signed = seed - (1 << 64) if seed >= 1 << 63 else seed
-    buf = torch.tensor([signed], dtype=torch.int64, device=_collective_device(mesh.device_type))
+    buf = torch.tensor([signed], dtype=torch.int64, device=collective_device(mesh.device_type))
     for mesh_dim in range(mesh.ndim):
         if mesh.size(mesh_dim) == 1:
             continue
         group = mesh.get_group(mesh_dim)
         dist.broadcast(buf, src=dist.get_global_rank(group, 0), group=group)
-    return int(buf.item()) & _U64
+    return wrap_u64(int(buf.item()))
 
 
 def draw_seed(t: Any, generator: torch.Generator | None = None, seed: int | None = None) -> int:
@@ -411,10 +415,8 @@ def draw_seed(t: Any, generator: torch.Generator | None = None, seed: int | None
     if seed is not None:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
-        return seed & _U64
-    from . import torch as ftorch  # here, not at the top: fastinit.torch imports this module
-
-    return sync_seed(ftorch._draw_seed(generator), t.device_mesh)
+        return wrap_u64(seed)
+    return sync_seed(_target.draw_seed(generator), t.device_mesh)
 
 
 # --------------------------------------------------------------------------------------------
@@ -424,23 +426,19 @@ def draw_seed(t: Any, generator: torch.Generator | None = None, seed: int | None
 
 def _native_local(t: Any) -> Tensor | None:
     """The local tensor if fastinit's kernels fill it; None sends the DTensor to torch."""
-    from . import torch as ftorch
-
     local = t._local_tensor if hasattr(t, "_local_tensor") else t.to_local()
-    if local.is_meta or not ftorch._is_native(local):
+    if local.is_meta or not _target.is_native(local):
         return None
     return local
 
 
 def _torch_original(name: str, tensor: Any, *args: Any, **kwargs: Any) -> Any:
-    from . import torch as ftorch
-
     if tensor.is_meta:
         return tensor
-    return ftorch._ORIGINALS[name](tensor, *args, **kwargs)
+    return _target.ORIGINALS[name](tensor, *args, **kwargs)
 
 
-def _warn(message: str, category: type[Warning] = UserWarning) -> None:
+def warn(message: str, category: type[Warning] = UserWarning) -> None:
     """Warn, attributed to the first caller outside the fastinit package (user code, or
     torch's ``reset_parameters``), however many fastinit frames are in between."""
     package = os.path.dirname(os.path.abspath(_fills.__file__)) + os.sep
@@ -535,7 +533,7 @@ def trunc_normal_(
     if tensor.is_meta:
         return tensor
     if _native_local(tensor) is not None and ((mean < a - 2 * std) or (mean > b + 2 * std)):
-        _warn(
+        warn(
             "mean is more than 2 std from [a, b] in nn.init.trunc_normal_. "
             "The distribution of values may be incorrect."
         )
@@ -617,7 +615,7 @@ def _kaiming(
     seed: int | None,
 ) -> Any:
     if 0 in tensor.shape:
-        _warn("Initializing zero-element tensors is a no-op")
+        warn("Initializing zero-element tensors is a no-op")
         return tensor
     # torch's checks, in torch's order, before anything is drawn.
     _schemes.kaiming_fan_std(tuple(tensor.shape), a, mode, nonlinearity, layout="torch")
@@ -694,9 +692,7 @@ def sparse_(
 
 
 def _native_orthogonal() -> Callable[..., Any] | None:
-    import fastinit
-
-    return getattr(fastinit, "orthogonal_", None)
+    return getattr(_orthogonal, "orthogonal_", None)
 
 
 def orthogonal_full(shape: Sequence[int], dtype: torch.dtype, gain: float, seed: int) -> Tensor:
@@ -711,15 +707,13 @@ def orthogonal_full(shape: Sequence[int], dtype: torch.dtype, gain: float, seed:
     full = torch.empty(tuple(int(s) for s in shape), dtype=dtype)
     native = _native_orthogonal()
     if native is not None:
-        native(full, gain, seed=int(seed) & _U64)
+        native(full, gain, seed=wrap_u64(seed))
         return full
-    from . import torch as ftorch
-
-    generator = torch.Generator().manual_seed(int(seed) & _U64)
+    generator = torch.Generator().manual_seed(wrap_u64(seed))
     # torch's QR has no 16-bit CPU kernels: compute in float32 and round.
     work = full if full.dtype in (torch.float32, torch.float64) else full.float()
     with torch.no_grad():
-        ftorch._ORIGINALS["orthogonal_"](work, gain, generator)
+        _target.ORIGINALS["orthogonal_"](work, gain, generator)
         full.copy_(work)
     return full
 
@@ -777,185 +771,3 @@ def maybe_dtensor(fn: _F) -> _F:
         return fn(*args, **kwargs)
 
     return route  # type: ignore[return-value]
-
-
-_route_lock = threading.RLock()
-
-
-@contextlib.contextmanager
-def routed() -> Iterator[None]:
-    """Inside the block, ``torch.nn.init``'s functions (the module's attributes and every
-    name a loaded module bound with ``from torch.nn.init import ...``) send DTensors here and
-    everything else to ``fastinit.torch``. Restores the bindings it changed on exit.
-
-    Module ``reset_parameters`` methods then initialize DTensor parameters through fastinit.
-    Only calls through ``torch.nn.init`` are seen: a ``reset_parameters`` that calls a tensor
-    method (``self.weight.normal_()``) gets torch's own DTensor random numbers.
-    """
-    from . import torch as ftorch
-
-    table: dict[int, tuple[Any, Callable[..., Any]]] = {}
-    for name in ROUTED:
-        theirs = getattr(ftorch, name)
-        route = maybe_dtensor(theirs)
-        table[id(theirs)] = (theirs, route)
-        original = ftorch._ORIGINALS.get(name)
-        if original is not None:
-            table[id(original)] = (original, route)
-    record: list[tuple[dict[str, Any], str, Any, Any]] = []
-    skip = (sys.modules[__name__], ftorch)
-    with _route_lock:
-        for module in list(sys.modules.values()):
-            if not isinstance(module, types.ModuleType) or module in skip:
-                continue
-            namespace = vars(module)
-            for key, value in list(namespace.items()):
-                hit = table.get(id(value))
-                if hit is not None and hit[0] is value:
-                    record.append((namespace, key, value, hit[1]))
-                    namespace[key] = hit[1]
-    try:
-        yield
-    finally:
-        with _route_lock:
-            for namespace, key, value, route in reversed(record):
-                if namespace.get(key) is route:
-                    namespace[key] = value
-
-
-def _local_or_self(t: Tensor) -> Tensor:
-    return t._local_tensor if is_dtensor(t) and hasattr(t, "_local_tensor") else t
-
-
-def _base_seed(seed: int | None, module: nn.Module) -> int:
-    """The base seed of :func:`materialize_sharded_`: ``seed``, or one drawn from torch's
-    default generator and broadcast from global rank 0 (one collective)."""
-    from . import torch as ftorch
-
-    base = ftorch._base_seed(seed)
-    if seed is not None or not _SEED_SYNC.get():
-        return base
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return base
-    device_type = "cpu"
-    parameters: list[Any] = list(module.parameters())
-    for t in parameters:
-        if is_dtensor(t):
-            device_type = str(t.device_mesh.device_type)
-            break
-    signed = base - (1 << 64) if base >= 1 << 63 else base
-    buf = torch.tensor([signed], dtype=torch.int64, device=_collective_device(device_type))
-    dist.broadcast(buf, src=0)
-    return int(buf.item()) & _U64
-
-
-def materialize_sharded_(
-    module: nn.Module,
-    device: torch.device | str = "cpu",
-    seed: int | None = None,
-) -> nn.Module:
-    """Allocate and initialize a meta-device model whose parameters are DTensors (FSDP2
-    ``fully_shard``, tensor parallel), each rank filling only its own shards.
-
-    The values are those of ``fastinit.torch.materialize_`` on the unsharded model with the
-    same ``seed``: gathered (``full_tensor()``), every parameter is bit-identical for any
-    world size, mesh and placements.
-
-    Steps: ``module.to_empty(device=device)`` (FSDP2's own hook re-registers its sharded
-    parameters, padded as it needs them; values of tensors that were not on the meta device
-    are kept), then modules are visited children first and a module with meta tensors of its
-    own runs its ``reset_parameters`` (or ``_reset_parameters``) with torch's default
-    generator seeded to ``blake2b(f"{seed}/{qualified name}")`` and ``torch.nn.init`` routed
-    by :func:`routed`; modules without one get ``fastinit.torch.materialize_``'s fallback
-    rule. Tied tensors are initialized once.
-
-    Parameters
-    ----------
-    module : torch.nn.Module
-        Built on the meta device, then sharded (``fully_shard``, ``parallelize_module``).
-    device : torch.device or str, optional
-        Where the local shards go.
-    seed : int, optional
-        The base seed. None: drawn from torch's default generator and broadcast from global
-        rank 0 over the default process group (every rank must call this function); an int:
-        no communication at all.
-
-    Returns
-    -------
-    torch.nn.Module
-        ``module``.
-    """
-    from . import torch as ftorch
-
-    if not isinstance(module, nn.Module):
-        raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
-    device = torch.device(device)
-    base = _base_seed(seed, module)
-    order = ftorch._post_order(module)
-
-    def is_meta(t: Tensor) -> bool:
-        return bool(_local_or_self(t).is_meta)
-
-    meta_keys = {
-        (id(mod), key)
-        for _, mod in order
-        for key, t, _ in ftorch._direct_tensors(mod)
-        if is_meta(t)
-    }
-    if not meta_keys:
-        return module
-    kept = [
-        (mod, key, is_buffer, t.detach().clone())
-        for _, mod in order
-        for key, t, is_buffer in ftorch._direct_tensors(mod)
-        if (id(mod), key) not in meta_keys
-    ]
-    module.to_empty(device=device)
-    with torch.no_grad():
-        for mod, key, is_buffer, saved in kept:
-            store = mod._buffers if is_buffer else mod._parameters
-            target = store[key]
-            if target is not None:
-                target.copy_(saved)
-
-    done: set[int] = set()
-    uncovered: list[str] = []
-    with torch.random.fork_rng(devices=[]), routed(), seed_sync(False):
-        for qualname, mod in order:
-            own = ftorch._direct_tensors(mod)
-            names = {k for k, t, _ in own if (id(mod), k) in meta_keys and id(t) not in done}
-            done.update(id(t) for k, t, _ in own if k in names)
-            if not names:
-                continue
-            torch.default_generator.manual_seed(ftorch._derive_seed(base, qualname))
-            reset = ftorch._reset_method(mod)
-            if reset is not None:
-                keep = [(t, t.detach().clone()) for k, t, _ in own if k not in names]
-                with torch.no_grad():
-                    reset()
-                    for t, saved in keep:
-                        t.copy_(saved)
-                continue
-            for key, t, is_buffer in own:
-                if key not in names:
-                    continue
-                rule = ftorch._default_rule(key, t, is_buffer)
-                if is_buffer or not t.is_floating_point():
-                    uncovered.append(f"{qualname}.{key}" if qualname else key)
-                impl = globals()[rule] if is_dtensor(t) else getattr(ftorch, rule)
-                with torch.no_grad():
-                    if rule == "kaiming_uniform_":
-                        if t.numel() > 0:
-                            impl(t, a=math.sqrt(5))
-                    else:
-                        impl(t)
-    if uncovered:
-        _warn(
-            "materialize_sharded_: no reset_parameters covers "
-            + ", ".join(uncovered)
-            + "; they were zero-filled (buffers computed in __init__ cannot be recovered "
-            "from the meta device: recompute them after materialization)",
-        )
-    return module

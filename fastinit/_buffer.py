@@ -1,4 +1,12 @@
-"""The CUDA path: loads ``fastinit._cuda`` when the first CUDA buffer arrives, so that
+"""Targets: what a fill writes into, and the native backend that writes it.
+
+:class:`Target` turns a user's buffer (a NumPy array, or any ``__dlpack__`` producer: torch
+tensors and Parameters, CuPy arrays) into a handle for the native kernels plus its backend:
+``fastinit._core`` for CPU memory, a :class:`CudaBackend` for CUDA memory. Both offer the
+same protocol, ``fill``, ``constant`` and ``scatter_constant`` with ``fastinit._core``'s
+signatures, so the fills above never ask where a buffer lives.
+
+The CUDA path loads ``fastinit._cuda`` when the first CUDA buffer arrives, so that
 ``import fastinit`` needs no CUDA library, and binds it to the buffer's device and stream.
 
 Streams (the DLPack consumer protocol): fastinit launches its kernels on the stream that the
@@ -12,17 +20,38 @@ asynchronous, exactly like the framework's own operations.
 - any other producer: the legacy default stream (DLPack's ``1``), which orders with every
   blocking stream of the device.
 
-Orthogonal initialization on CUDA goes through torch: the reflectors come from the same
-Philox normal stream as on the CPU (generated on the device by fastinit's fill kernel), and
-``torch.linalg.householder_product`` (cuSOLVER's orgqr) accumulates them. See
-:func:`orthogonal_torch`.
+Orthogonal initialization on CUDA goes through torch (``fastinit._orthogonal``), launched in
+:meth:`CudaBackend.torch_context`.
 """
 
 from __future__ import annotations
 
-import math
 import threading
 from typing import Any
+
+import numpy as np
+
+from . import _core
+
+__all__ = [
+    "CPU_DEVICES",
+    "CUDA_DEVICE",
+    "LEGACY_DEFAULT_STREAM",
+    "CudaBackend",
+    "Target",
+    "consumer_stream",
+    "cuda_backend",
+    "cuda_module",
+    "dtype_name",
+    "export_dlpack",
+    "is_torch_tensor",
+    "shape_of",
+]
+
+# DLPack device types that fastinit's CPU kernels can write (CPU, CUDA host, CUDA managed).
+CPU_DEVICES = (1, 3, 13)
+#: DLPack's device type of CUDA device memory.
+CUDA_DEVICE = 2
 
 #: DLPack's integer for the legacy default stream (``0`` is reserved for CUDA).
 LEGACY_DEFAULT_STREAM = 1
@@ -84,7 +113,7 @@ def consumer_stream(x: Any, device_id: int) -> int:
 
 class CudaBackend:
     """``fastinit._cuda`` bound to one device and stream, with the ``fill``, ``constant`` and
-    ``scatter_constant`` signatures of ``fastinit._core`` (what ``fastinit._fills`` calls).
+    ``scatter_constant`` signatures of ``fastinit._core`` (the backend protocol).
 
     Attributes
     ----------
@@ -131,25 +160,9 @@ class CudaBackend:
             target, value, global_shape, global_offset, cuda_stream=self.dlpack_stream
         )
 
-    def orthogonal(
-        self, target: Any, gain: float, key: int, stream: int, column_axis: Any, threads: int
-    ) -> None:
-        """``fastinit.orthogonal_`` of the capsule ``target`` (see :func:`orthogonal_torch`)."""
-        torch, t = self._as_torch(target, "orthogonal_")
-        with torch.cuda.device(self.device_id), torch.cuda.stream(self._torch_stream(torch)):
-            orthogonal_torch(t, gain, key, stream, column_axis)
-
-    def delta_orthogonal(
-        self, target: Any, gain: float, key: int, stream: int, column_axis: int, threads: int
-    ) -> None:
-        """``fastinit.delta_orthogonal_``: zeros, and orthogonal_ of the spatial centre."""
-        torch, t = self._as_torch(target, "delta_orthogonal_")
-        with torch.cuda.device(self.device_id), torch.cuda.stream(self._torch_stream(torch)):
-            centre = tuple((k - 1) // 2 for k in t.shape[:-2])
-            t.zero_()
-            orthogonal_torch(t[centre], gain, key, stream, column_axis)
-
-    def _as_torch(self, target: Any, what: str) -> tuple[Any, Any]:
+    def as_torch(self, target: Any, what: str) -> tuple[Any, Any]:
+        """``(torch, tensor)``: the capsule ``target`` as a torch tensor, for the operations
+        that run through torch's linear algebra (``what`` names the caller in errors)."""
         try:
             import torch
         except ImportError:
@@ -165,10 +178,18 @@ class CudaBackend:
             )
         return torch, t
 
-    def _torch_stream(self, torch: Any) -> Any:
+    def torch_context(self, torch: Any) -> Any:
+        """A context manager that makes torch run on this buffer's device and stream."""
+        import contextlib
+
         if self.dlpack_stream == LEGACY_DEFAULT_STREAM:
-            return torch.cuda.default_stream(self.device_id)
-        return torch.cuda.ExternalStream(self.dlpack_stream, device=self.device_id)
+            stream = torch.cuda.default_stream(self.device_id)
+        else:
+            stream = torch.cuda.ExternalStream(self.dlpack_stream, device=self.device_id)
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.cuda.device(self.device_id))
+        stack.enter_context(torch.cuda.stream(stream))
+        return stack
 
     def scatter_constant(
         self,
@@ -195,65 +216,97 @@ def cuda_backend(x: Any, device_id: int) -> CudaBackend:
     return CudaBackend(cuda_module(device_id), device_id, consumer_stream(x, device_id))
 
 
-def orthogonal_torch(t: Any, gain: float, key: int, stream: int, column_axis: int | None) -> None:
-    """Write ``gain`` times the (key, stream) Haar (semi-)orthogonal matrix into the torch
-    tensor ``t`` (any device), through torch's own linear algebra.
+# ----------------------------------------------------------------------------- targets
 
-    The reflectors are those of the CPU path (csrc/include/fastinit/orthogonal.hpp): the
-    virtual ``M x N`` standard normal matrix ``Z`` is materialized by ``fastinit.normal_``
-    (so it holds the CPU's values bit for bit), reflector ``j`` is ``Z[j:, j]``, with the same
-    ``v[0]``, ``tau`` and sign correction ``d``; ``torch.linalg.householder_product`` forms
-    ``H_0 ... H_{N-1} [I; 0]`` (LAPACK's/cuSOLVER's orgqr, with the reflectors rescaled to a
-    unit leading entry). Values agree with the CPU's to rounding (the sums of squares and the
-    accumulation are ordered differently). Workspace: about three ``M x N`` matrices of the
-    compute type (float32, or float64 for float64 tensors).
 
-    ``column_axis``: ``None`` for torch's rule (rows = dim 0), else an axis (Keras/JAX's).
+def is_torch_tensor(x: Any) -> bool:
+    """Whether ``x`` is a torch tensor (checked without importing torch)."""
+    mod = type(x).__module__
+    return mod.startswith("torch") and hasattr(x, "detach") and hasattr(x, "is_meta")
+
+
+def shape_of(x: Any) -> tuple[int, ...]:
+    """The shape of an array-like buffer as a tuple of ints."""
+    return tuple(int(s) for s in x.shape)
+
+
+def dtype_name(x: Any) -> str:
+    """The buffer's dtype as 'float32', 'float64', 'float16', 'bfloat16' or another name."""
+    dt = x.dtype
+    name = getattr(dt, "name", None)
+    if isinstance(name, str):
+        return name
+    return str(dt).removeprefix("torch.")
+
+
+class Target:
+    """A buffer ready for the native kernels: a NumPy array, or a fresh DLPack capsule.
+
+    Attributes
+    ----------
+    handle : numpy.ndarray or PyCapsule
+        What the backend's functions take.
+    backend : module or CudaBackend
+        The native module whose ``fill``/``constant``/``scatter_constant`` write this buffer.
+    device : tuple of int
+        The DLPack ``(device_type, device_id)``.
+    skip : bool
+        Set for buffers with no storage to fill (torch meta tensors).
+
+    Raises
+    ------
+    TypeError
+        ``x`` is neither a NumPy array nor a DLPack producer.
+    BufferError
+        ``x`` lives on a device fastinit cannot write (or CUDA is unavailable for it).
     """
-    import torch
 
-    from . import _fills
+    __slots__ = ("backend", "device", "handle", "skip")
 
-    shape = tuple(int(v) for v in t.shape)
-    numel = math.prod(shape)
-    if numel == 0:
-        return
-    if column_axis is None:
-        view = t
-        rows = shape[0]
-        cols = numel // rows
-    else:
-        view = t.movedim(column_axis, -1)
-        cols = shape[column_axis]
-        rows = numel // cols
-    m, n = max(rows, cols), min(rows, cols)
-    cdt = torch.float64 if t.dtype == torch.float64 else torch.float32
-    # Reflector j is Z[j:, j] of a virtual M x N standard normal matrix (see orthogonal.hpp).
-    z = torch.empty((m, n), dtype=cdt, device=t.device)
-    g = _fills.Generator(key)
-    g.set_state((key, stream))
-    _fills.normal_(z, 0.0, 1.0, seed=g)
+    def __init__(self, x: Any) -> None:
+        self.skip = False
+        self.device = (1, 0)
+        self.backend: Any = _core
+        if isinstance(x, np.ndarray):
+            self.handle: Any = x
+            return
+        if is_torch_tensor(x):
+            if x.is_meta:
+                self.skip = True
+                self.handle = None
+                return
+            # A Parameter (or any tensor requiring grad) cannot be exported; its detached
+            # alias shares the storage, so writing through it fills the original in place.
+            x = x.detach()
+        if not hasattr(x, "__dlpack__"):
+            raise TypeError(
+                "fastinit: expected a NumPy array or an object implementing __dlpack__ "
+                f"(torch tensor, CuPy array, ...), got {type(x).__name__}"
+            )
+        if hasattr(x, "__dlpack_device__"):
+            dev = tuple(int(v) for v in x.__dlpack_device__())
+            self.device = (dev[0], dev[1])
+            if dev[0] == CUDA_DEVICE:
+                # Raises a clear error where CUDA is unavailable. The producer is handed the
+                # stream the kernels will run on (the DLPack consumer stream protocol).
+                self.backend = cuda_backend(x, dev[1])
+                self.handle = export_dlpack(x, stream=self.backend.dlpack_stream)
+                return
+            if dev[0] not in CPU_DEVICES:
+                raise BufferError(f"fastinit: unsupported DLPack device {dev}")
+        self.handle = export_dlpack(x)
 
-    x0 = z.diagonal().to(torch.float64)
-    lower = z.tril(-1)  # reflector j without its first entry: Z[j+1:, j]
-    del z
-    rest = lower.to(torch.float64).square().sum(dim=0)
-    norm2 = x0 * x0 + rest
-    sg = torch.where(x0 >= 0, 1.0, -1.0).to(torch.float64)
-    v0 = (x0 + sg * norm2.sqrt()).to(cdt)  # rounded once to the compute type, as on the CPU
-    v0d = v0.to(torch.float64)
-    tau = 2.0 / (rest + v0d * v0d)
-    zero = ~(norm2 > 0)
-    tau = torch.where(zero, 0.0, tau)
-    d = torch.where(zero, 1.0, -sg)
-    v0 = torch.where(zero, torch.ones_like(v0), v0)
-    v0d = v0.to(torch.float64)
-    # LAPACK's convention: v with v[0] = 1 and tau' = tau v0^2 is the same reflection.
-    reflectors = lower / v0[None, :]
-    del lower
-    q = torch.linalg.householder_product(reflectors, (tau * v0d * v0d).to(cdt))
-    del reflectors
-    q.mul_((gain * d).to(cdt)[None, :])
-    out = q if rows >= cols else q.T
-    with torch.no_grad():
-        view.copy_(out.reshape(view.shape))
+    @property
+    def on_cpu(self) -> bool:
+        """Whether the CPU kernels write this buffer."""
+        return self.device[0] in CPU_DEVICES
+
+
+def export_dlpack(x: Any, stream: int | None = None) -> Any:
+    """Ask the producer for a versioned capsule (DLPack >= 1.0) and fall back to the legacy one.
+    ``stream``: the CUDA stream the consumer will use (device buffers only)."""
+    kwargs = {} if stream is None else {"stream": stream}
+    try:
+        return x.__dlpack__(max_version=(1, 0), **kwargs)
+    except TypeError:
+        return x.__dlpack__(**kwargs)

@@ -1,0 +1,446 @@
+"""The drop-in: every function of ``torch.nn.init``, with torch's signature, checks, messages
+and warnings, filled by fastinit's kernels where it can (see ``fastinit.torch``).
+
+One implementation per name: a tensor's path (native, DTensor, torch's own) is decided by the
+target (``fastinit.torch._target``, ``fastinit.torch._dtensor``), not by a second copy of the
+function.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
+
+import torch
+from torch import Tensor
+
+from .. import _fills, _orthogonal, _schemes
+from . import _dtensor
+from ._target import ORIGINALS, draw_seed, is_native, written
+
+__all__ = [
+    "calculate_gain",
+    "constant",
+    "constant_",
+    "dirac",
+    "dirac_",
+    "eye",
+    "eye_",
+    "kaiming_normal",
+    "kaiming_normal_",
+    "kaiming_uniform",
+    "kaiming_uniform_",
+    "normal",
+    "normal_",
+    "ones_",
+    "orthogonal",
+    "orthogonal_",
+    "sparse",
+    "sparse_",
+    "trunc_normal_",
+    "uniform",
+    "uniform_",
+    "xavier_normal",
+    "xavier_normal_",
+    "xavier_uniform",
+    "xavier_uniform_",
+    "zeros_",
+]
+
+_NonlinearityType = Literal[
+    "linear",
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
+    "sigmoid",
+    "tanh",
+    "relu",
+    "leaky_relu",
+    "selu",
+]
+_FanMode = Literal["fan_in", "fan_out"]
+_T = TypeVar("_T")
+
+
+def _uniform(tensor: Tensor, a: float, b: float, generator: torch.Generator | None) -> Tensor:
+    if not is_native(tensor):
+        with torch.no_grad():
+            return tensor.uniform_(a, b, generator=generator)
+    _fills.uniform_(tensor.detach(), a, b, seed=draw_seed(generator))
+    return written(tensor)
+
+
+def _normal(tensor: Tensor, mean: float, std: float, generator: torch.Generator | None) -> Tensor:
+    if not is_native(tensor):
+        with torch.no_grad():
+            return tensor.normal_(mean, std, generator=generator)
+    _fills.normal_(tensor.detach(), mean, std, seed=draw_seed(generator))
+    return written(tensor)
+
+
+def _fan_in_and_fan_out(tensor: Tensor) -> tuple[int, int]:
+    return _schemes.compute_fans(tuple(tensor.shape), layout="torch")
+
+
+# --------------------------------------------------------------------------------------------
+# the drop-in functions (same order of checks as torch.nn.init)
+# --------------------------------------------------------------------------------------------
+
+
+def calculate_gain(nonlinearity: _NonlinearityType, param: int | float | None = None) -> float:
+    """Return the recommended gain value for the given nonlinearity (as ``torch.nn.init``).
+
+    See :func:`fastinit.calculate_gain`.
+    """
+    return _schemes.calculate_gain(nonlinearity, param)
+
+
+def uniform_(
+    tensor: Tensor,
+    a: float = 0.0,
+    b: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Fill ``tensor`` with values drawn from U(a, b); drop-in for ``torch.nn.init.uniform_``.
+
+    Parameters
+    ----------
+    tensor : torch.Tensor
+        An n-dimensional tensor.
+    a, b : float
+        Lower and upper bound.
+    generator : torch.Generator, optional
+        Source of the 64-bit seed (default: torch's default generator).
+
+    Returns
+    -------
+    torch.Tensor
+        ``tensor``.
+    """
+    if _dtensor.is_dtensor(tensor):
+        return _dtensor.uniform_(tensor, a, b, generator)
+    if torch.overrides.has_torch_function_variadic(tensor):
+        return torch.overrides.handle_torch_function(
+            uniform_, (tensor,), tensor=tensor, a=a, b=b, generator=generator
+        )
+    return _uniform(tensor, a, b, generator)
+
+
+def normal_(
+    tensor: Tensor,
+    mean: float = 0.0,
+    std: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Fill ``tensor`` from N(mean, std²); drop-in for ``torch.nn.init.normal_``.
+
+    Parameters
+    ----------
+    tensor : torch.Tensor
+        An n-dimensional tensor.
+    mean, std : float
+        Mean and standard deviation.
+    generator : torch.Generator, optional
+        Source of the 64-bit seed (default: torch's default generator).
+
+    Returns
+    -------
+    torch.Tensor
+        ``tensor``.
+    """
+    if _dtensor.is_dtensor(tensor):
+        return _dtensor.normal_(tensor, mean, std, generator)
+    if torch.overrides.has_torch_function_variadic(tensor):
+        return torch.overrides.handle_torch_function(
+            normal_, (tensor,), tensor=tensor, mean=mean, std=std, generator=generator
+        )
+    return _normal(tensor, mean, std, generator)
+
+
+def trunc_normal_(
+    tensor: Tensor,
+    mean: float = 0.0,
+    std: float = 1.0,
+    a: float = -2.0,
+    b: float = 2.0,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Fill ``tensor`` from N(mean, std²) truncated to [a, b] (absolute bounds, torch semantics).
+
+    Drop-in for ``torch.nn.init.trunc_normal_``. The native path uses an exact inverse CDF, so
+    the distribution is right even far from the mean; torch's warning for a mean more than 2
+    std outside [a, b] is still issued, for parity.
+
+    Returns
+    -------
+    torch.Tensor
+        ``tensor``.
+    """
+    if _dtensor.is_dtensor(tensor):
+        return _dtensor.trunc_normal_(tensor, mean, std, a, b, generator)
+    if tensor.is_meta:
+        return tensor
+    if not is_native(tensor):
+        return ORIGINALS["trunc_normal_"](tensor, mean, std, a, b, generator=generator)
+    if (mean < a - 2 * std) or (mean > b + 2 * std):
+        warnings.warn(
+            "mean is more than 2 std from [a, b] in nn.init.trunc_normal_. "
+            "The distribution of values may be incorrect.",
+            stacklevel=2,
+        )
+    _fills.trunc_normal_(tensor.detach(), mean, std, a, b, seed=draw_seed(generator))
+    return written(tensor)
+
+
+def constant_(tensor: Tensor, val: float) -> Tensor:
+    """Fill ``tensor`` with ``val``; drop-in for ``torch.nn.init.constant_``."""
+    if _dtensor.is_dtensor(tensor):
+        return _dtensor.constant_(tensor, val)
+    if torch.overrides.has_torch_function_variadic(tensor):
+        return torch.overrides.handle_torch_function(constant_, (tensor,), tensor=tensor, val=val)
+    if not is_native(tensor):
+        with torch.no_grad():
+            return tensor.fill_(val)
+    _fills.constant_(tensor.detach(), val)
+    return written(tensor)
+
+
+def ones_(tensor: Tensor) -> Tensor:
+    """Fill ``tensor`` with 1; drop-in for ``torch.nn.init.ones_``."""
+    if _dtensor.is_dtensor(tensor):
+        return _dtensor.ones_(tensor)
+    if not is_native(tensor):
+        with torch.no_grad():
+            return tensor.fill_(1.0)
+    _fills.ones_(tensor.detach())
+    return written(tensor)
+
+
+def zeros_(tensor: Tensor) -> Tensor:
+    """Fill ``tensor`` with 0; drop-in for ``torch.nn.init.zeros_``."""
+    if _dtensor.is_dtensor(tensor):
+        return _dtensor.zeros_(tensor)
+    if not is_native(tensor):
+        with torch.no_grad():
+            return tensor.zero_()
+    _fills.zeros_(tensor.detach())
+    return written(tensor)
+
+
+def eye_(tensor: Tensor) -> Tensor:
+    """Fill the 2-D ``tensor`` with the identity matrix; drop-in for ``torch.nn.init.eye_``.
+
+    Raises
+    ------
+    ValueError
+        "Only tensors with 2 dimensions are supported".
+    """
+    if _dtensor.is_dtensor(tensor):
+        return _dtensor.eye_(tensor)
+    if tensor.ndimension() != 2:
+        raise ValueError("Only tensors with 2 dimensions are supported")
+    if not is_native(tensor):
+        return ORIGINALS["eye_"](tensor)
+    _schemes.eye_(tensor.detach())
+    return written(tensor)
+
+
+def dirac_(tensor: Tensor, groups: int = 1) -> Tensor:
+    """Fill the {3, 4, 5}-D ``tensor`` with the Dirac delta; drop-in for ``torch.nn.init.dirac_``.
+
+    Raises
+    ------
+    ValueError
+        torch's messages for the wrong number of dimensions or dim 0 not divisible by groups.
+    """
+    if _dtensor.is_dtensor(tensor):
+        return _dtensor.dirac_(tensor, groups)
+    dimensions = tensor.ndimension()
+    if dimensions not in [3, 4, 5]:
+        raise ValueError("Only tensors with 3, 4, or 5 dimensions are supported")
+    if tensor.size(0) % groups != 0:
+        raise ValueError("dim 0 must be divisible by groups")
+    if tensor.is_meta:
+        return tensor
+    if not is_native(tensor):
+        return ORIGINALS["dirac_"](tensor, groups)
+    _schemes.dirac_(tensor.detach(), groups)
+    return written(tensor)
+
+
+def xavier_uniform_(
+    tensor: Tensor,
+    gain: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Glorot uniform: U(-b, b), ``b = gain * sqrt(6 / (fan_in + fan_out))``.
+
+    Drop-in for ``torch.nn.init.xavier_uniform_`` (same bound, bit for bit).
+    """
+    if _dtensor.is_dtensor(tensor):
+        return _dtensor.xavier_uniform_(tensor, gain, generator)
+    fan_in, fan_out = _fan_in_and_fan_out(tensor)
+    std = _schemes.xavier_std(fan_in, fan_out, gain)
+    a = _schemes.uniform_bound(std)
+    return _uniform(tensor, -a, a, generator)
+
+
+def xavier_normal_(
+    tensor: Tensor,
+    gain: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Glorot normal: N(0, std²), ``std = gain * sqrt(2 / (fan_in + fan_out))``.
+
+    Drop-in for ``torch.nn.init.xavier_normal_``.
+    """
+    if _dtensor.is_dtensor(tensor):
+        return _dtensor.xavier_normal_(tensor, gain, generator)
+    fan_in, fan_out = _fan_in_and_fan_out(tensor)
+    std = _schemes.xavier_std(fan_in, fan_out, gain)
+    return _normal(tensor, 0.0, std, generator)
+
+
+def _kaiming_std(tensor: Tensor, a: float, mode: str, nonlinearity: str) -> float:
+    return _schemes.kaiming_fan_std(tuple(tensor.shape), a, mode, nonlinearity, layout="torch")
+
+
+def kaiming_uniform_(
+    tensor: Tensor,
+    a: float = 0,
+    mode: _FanMode = "fan_in",
+    nonlinearity: _NonlinearityType = "leaky_relu",
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """He uniform: U(-b, b), ``b = gain * sqrt(3 / fan_mode)``.
+
+    Drop-in for ``torch.nn.init.kaiming_uniform_``, including its warning for zero-element
+    tensors. ``nn.Linear``/``nn.Conv*`` call it with ``a=math.sqrt(5)``.
+    """
+    if _dtensor.is_dtensor(tensor):
+        return _dtensor.kaiming_uniform_(tensor, a, mode, nonlinearity, generator)
+    if torch.overrides.has_torch_function_variadic(tensor):
+        return torch.overrides.handle_torch_function(
+            kaiming_uniform_,
+            (tensor,),
+            tensor=tensor,
+            a=a,
+            mode=mode,
+            nonlinearity=nonlinearity,
+            generator=generator,
+        )
+    if 0 in tensor.shape:
+        warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=2)
+        return tensor
+    bound = _schemes.uniform_bound(_kaiming_std(tensor, a, mode, nonlinearity))
+    return _uniform(tensor, -bound, bound, generator)
+
+
+def kaiming_normal_(
+    tensor: Tensor,
+    a: float = 0,
+    mode: _FanMode = "fan_in",
+    nonlinearity: _NonlinearityType = "leaky_relu",
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """He normal: N(0, std²), ``std = gain / sqrt(fan_mode)``.
+
+    Drop-in for ``torch.nn.init.kaiming_normal_``, including its zero-element warning.
+    """
+    if _dtensor.is_dtensor(tensor):
+        return _dtensor.kaiming_normal_(tensor, a, mode, nonlinearity, generator)
+    if 0 in tensor.shape:
+        warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=2)
+        return tensor
+    std = _kaiming_std(tensor, a, mode, nonlinearity)
+    return _normal(tensor, 0, std, generator)
+
+
+def orthogonal_(
+    tensor: Tensor,
+    gain: float = 1,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Fill ``tensor`` with a (semi-)orthogonal matrix; drop-in for ``torch.nn.init.orthogonal_``.
+
+    Uses ``fastinit.orthogonal_`` (Householder reflections from the Philox stream) when the
+    installed fastinit provides it; otherwise torch's QR-based algorithm, with the same
+    ``generator``.
+    """
+    if _dtensor.is_dtensor(tensor):
+        return _dtensor.orthogonal_(tensor, gain, generator)
+    if tensor.ndimension() < 2:
+        raise ValueError("Only tensors with 2 or more dimensions are supported")
+    if tensor.numel() == 0 or tensor.is_meta:
+        return tensor
+    native = _orthogonal.orthogonal_
+    if native is None or not is_native(tensor):
+        return ORIGINALS["orthogonal_"](tensor, gain, generator)
+    native(tensor.detach(), gain, seed=draw_seed(generator))
+    return written(tensor)
+
+
+def sparse_(
+    tensor: Tensor,
+    sparsity: float,
+    std: float = 0.01,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Fill the 2-D ``tensor`` as a sparse matrix; drop-in for ``torch.nn.init.sparse_``.
+
+    Each column gets ``ceil(sparsity * rows)`` zeros at random rows, the rest N(0, std²).
+    Unlike torch (whose zero rows come from ``torch.randperm`` on the default generator even
+    when ``generator`` is given), values and pattern both follow ``generator``: see
+    :func:`fastinit.sparse_` for the stream derivation. ``sparsity`` outside [0, 1] raises
+    ValueError.
+    """
+    if _dtensor.is_dtensor(tensor):
+        return _dtensor.sparse_(tensor, sparsity, std, generator)
+    if tensor.ndimension() != 2:
+        raise ValueError("Only tensors with 2 dimensions are supported")
+    if tensor.is_meta:
+        return tensor
+    if not is_native(tensor):
+        return ORIGINALS["sparse_"](tensor, sparsity, std, generator)
+    _schemes.sparse_(tensor.detach(), sparsity, std, seed=draw_seed(generator))
+    return written(tensor)
+
+
+def _make_deprecate(meth: Callable[..., _T]) -> Callable[..., _T]:
+    new_name = meth.__name__
+    old_name = new_name[:-1]
+
+    def deprecated_init(*args: Any, **kwargs: Any) -> _T:
+        warnings.warn(
+            f"`nn.init.{old_name}` is now deprecated in favor of `nn.init.{new_name}`.",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return meth(*args, **kwargs)
+
+    deprecated_init.__doc__ = f"""
+    {old_name}(...)
+
+    .. warning::
+        Deprecated in favor of :func:`fastinit.torch.{new_name}` (as in torch).
+    """
+    deprecated_init.__name__ = old_name
+    deprecated_init.__qualname__ = old_name
+    return deprecated_init
+
+
+uniform = _make_deprecate(uniform_)
+normal = _make_deprecate(normal_)
+constant = _make_deprecate(constant_)
+eye = _make_deprecate(eye_)
+dirac = _make_deprecate(dirac_)
+xavier_uniform = _make_deprecate(xavier_uniform_)
+xavier_normal = _make_deprecate(xavier_normal_)
+kaiming_uniform = _make_deprecate(kaiming_uniform_)
+kaiming_normal = _make_deprecate(kaiming_normal_)
+orthogonal = _make_deprecate(orthogonal_)
+sparse = _make_deprecate(sparse_)
