@@ -26,6 +26,7 @@ Orthogonal initialization on CUDA goes through torch (``fastinit._orthogonal``),
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Any
 
@@ -225,6 +226,13 @@ def is_torch_tensor(x: Any) -> bool:
     return mod.startswith("torch") and hasattr(x, "detach") and hasattr(x, "is_meta")
 
 
+def _is_dtensor(x: Any) -> bool:
+    # Imports nothing: without torch.distributed.tensor loaded there is no DTensor.
+    mod = sys.modules.get("torch.distributed.tensor")
+    cls = getattr(mod, "DTensor", None) if mod is not None else None
+    return cls is not None and isinstance(x, cls)
+
+
 def shape_of(x: Any) -> tuple[int, ...]:
     """The shape of an array-like buffer as a tuple of ints."""
     return tuple(int(s) for s in x.shape)
@@ -275,6 +283,13 @@ class Target:
                 self.skip = True
                 self.handle = None
                 return
+            if _is_dtensor(x):
+                # A DTensor exports a capsule, but its data is the local shard: filling it
+                # as the global shape would write out of bounds.
+                raise TypeError(
+                    "fastinit: cannot fill a DTensor directly; use fastinit.torch's "
+                    "initializers, which fill each rank's shard"
+                )
             # A Parameter (or any tensor requiring grad) cannot be exported; its detached
             # alias shares the storage, so writing through it fills the original in place.
             x = x.detach()

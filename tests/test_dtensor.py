@@ -283,12 +283,12 @@ def _run_case(case: Case, meshes: dict[int, Any]) -> torch.Tensor:
     if case.kind == "apply":
         _dtensor.apply_to_dtensor(CORE[case.fn], t, *case.args, seed=case.key)
     else:
-        module = ftorch if case.kind == "torch" else _dtensor
-        fn = getattr(module, case.fn)
+        fn = getattr(ftorch, case.fn)
         if not _takes_seed(case.fn):
             fn(t, *case.args)
         elif case.kind == "seed":
-            fn(t, *case.args, seed=case.key)
+            with _target.fixed_seed(case.key):
+                fn(t, *case.args)
         else:
             fn(t, *case.args, generator=_generator(case.key))
     return t.full_tensor()
@@ -362,7 +362,7 @@ def _seed_checks(rank: int, world_size: int, meshes: dict[int, Any], saved: dict
     torch.manual_seed(1000 + rank)
     t = distribute_tensor(torch.zeros(7, 5), mesh, [Shard(0)])
     with _Collectives() as seen:
-        _dtensor.uniform_(t)
+        ftorch.uniform_(t)
     status["broadcasts_1d"] = seen.calls
     saved["seeds:broadcast"] = t.full_tensor()
     after = torch.default_generator.get_state()
@@ -373,21 +373,21 @@ def _seed_checks(rank: int, world_size: int, meshes: dict[int, Any], saved: dict
     torch.manual_seed(1000 + rank)
     t = distribute_tensor(torch.zeros(7, 5), mesh, [Shard(0)])
     with _dtensor.seed_sync(False), _Collectives(forbid=True):
-        _dtensor.uniform_(t)
+        ftorch.uniform_(t)
     saved["seeds:nosync"] = t.full_tensor()
     # An explicit seed, a constant and a generator on a one-rank mesh: no collective at all.
     t = distribute_tensor(torch.zeros(7, 5), mesh, [Shard(1)])
     with _Collectives(forbid=True):
-        _dtensor.normal_(t, seed=5)
-        _dtensor.kaiming_uniform_(t, seed=6)
-        _dtensor.orthogonal_(t, seed=7)
-        _dtensor.zeros_(t)
+        _seeded(ftorch.normal_, 5, t)
+        _seeded(ftorch.kaiming_uniform_, 6, t)
+        _seeded(ftorch.orthogonal_, 7, t)
+        ftorch.zeros_(t)
         _dtensor.apply_to_dtensor(fastinit.normal_, t, seed=fastinit.Generator(3))
     status["explicit_seed_no_collective"] = True
     if world_size == 4:
         t = distribute_tensor(torch.zeros(7, 5), meshes[2], [Shard(0), Shard(1)])
         with _Collectives() as seen:
-            _dtensor.normal_(t, generator=_generator(1))
+            ftorch.normal_(t, generator=_generator(1))
         status["broadcasts_2d"] = seen.calls
     return status
 
@@ -400,24 +400,34 @@ def _torch_seed_check(rank: int, meshes: dict[int, Any], saved: dict) -> None:
     saved["torch_seeds"] = t.full_tensor()
 
 
+def _seeded(fn: Callable[..., Any], seed: int, *args: Any) -> Any:
+    """``fn(*args)`` with the explicit seed ``seed`` (nothing drawn, nothing exchanged)."""
+    with _target.fixed_seed(seed):
+        return fn(*args)
+
+
 def _check_errors(meshes: dict[int, Any]) -> None:
     from torch.distributed.tensor import DTensor, Partial
 
     partial = DTensor.from_local(torch.zeros(4, 3), meshes[1], [Partial()])
     with pytest.raises(NotImplementedError, match="Partial"):
-        _dtensor.normal_(partial, seed=1)
+        _seeded(ftorch.normal_, 1, partial)
     with pytest.raises(NotImplementedError, match="Partial"):
         _dtensor.shard_spec(partial)
+    # The core fills refuse a DTensor (its capsule holds only the local shard).
+    whole = distribute_tensor(torch.zeros(8, 3), meshes[1], [Shard(0)])
+    with pytest.raises(TypeError, match="DTensor"):
+        fastinit.uniform_(whole, seed=1)
     with pytest.raises(TypeError, match="DTensor"):
         _dtensor.shard_spec(torch.zeros(3))
     t = distribute_tensor(torch.zeros(4, 3, dtype=torch.int32), meshes[1], [Shard(0)])
     with pytest.raises(TypeError, match="seed="):
-        _dtensor.uniform_(t, seed=1)
+        _seeded(ftorch.uniform_, 1, t)
     t = distribute_tensor(torch.zeros(4, 3), meshes[1], [Shard(0)])
     with pytest.raises(ValueError, match="low <= high"):
-        _dtensor.uniform_(t, 2.0, 1.0, seed=1)
+        _seeded(ftorch.uniform_, 1, t, 2.0, 1.0)
     with pytest.raises(ValueError, match="Fan in and fan out"):
-        _dtensor.xavier_uniform_(distribute_tensor(torch.zeros(4), meshes[1], [Shard(0)]))
+        ftorch.xavier_uniform_(distribute_tensor(torch.zeros(4), meshes[1], [Shard(0)]))
 
 
 def _fully_shard() -> Callable[..., Any]:
@@ -483,7 +493,7 @@ def _check_strided_layout(mesh2: Any) -> list[str]:
         seen.append(str(tuple(w.placements)))
         problems += _box_problem(w, whole, rows)
         with contextlib.suppress(Exception):
-            _dtensor.normal_(w, seed=rows)
+            _seeded(ftorch.normal_, rows, w)
         if not same_bits(w.full_tensor(), _fills.normal_(torch.empty(rows, 6), seed=rows)):
             problems.append(("values", rows))
     assert not problems, problems

@@ -24,7 +24,9 @@ shards with the values the unsharded tensor has there (see docs/sharded.md).
 
 from __future__ import annotations
 
-from ._materialize import RuleKey, Scheme, apply_, materialize_
+from ._materialize import RuleKey as RuleKey
+from ._materialize import Scheme as Scheme
+from ._materialize import apply_, materialize_
 from ._nn_init import (
     calculate_gain,
     constant,

@@ -19,81 +19,46 @@ broadcast off with :func:`seed_sync` when every rank is known to hold the same g
 state (``materialize_sharded_`` does, because it seeds each module from a base seed that is
 broadcast once).
 
-This module is private; ``fastinit.torch`` routes DTensors to it. Sharded materialization
-(FSDP2) is ``fastinit.torch._materialize``; :func:`routed` is ``fastinit.torch._patch``.
+This module holds the shard maths and the seed agreement only: the initializers of
+``fastinit.torch`` (one implementation each) treat a DTensor as a target and call in here.
+Sharded materialization (FSDP2) is in ``fastinit.torch._materialize``, ``routed()`` in
+``fastinit.torch._patch``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
-import functools
-import os
 import sys
-import types
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from torch import Tensor
 
-from .. import _fills, _orthogonal, _schemes
+from .. import _orthogonal
 from .._stream import Generator, at, resolve, wrap_u64
 from . import _target
 
 if TYPE_CHECKING:
     from torch.distributed.device_mesh import DeviceMesh
 
+_T = TypeVar("_T")
+
 __all__ = [
-    "ROUTED",
     "apply_to_dtensor",
     "collective_device",
-    "constant_",
-    "dirac_",
     "draw_seed",
-    "eye_",
     "is_dtensor",
-    "kaiming_normal_",
-    "kaiming_uniform_",
-    "maybe_dtensor",
-    "normal_",
-    "ones_",
-    "orthogonal_",
+    "native_local",
     "orthogonal_full",
+    "orthogonal_to_dtensor",
     "seed_sync",
     "seed_sync_enabled",
     "shard_spec",
-    "sparse_",
     "sync_seed",
-    "trunc_normal_",
-    "uniform_",
-    "warn",
-    "xavier_normal_",
-    "xavier_uniform_",
-    "zeros_",
 ]
 
-_F = TypeVar("_F", bound=Callable[..., Any])
-_T = TypeVar("_T")
-
-#: The ``torch.nn.init`` functions that have a DTensor implementation here.
-ROUTED = (
-    "constant_",
-    "dirac_",
-    "eye_",
-    "kaiming_normal_",
-    "kaiming_uniform_",
-    "normal_",
-    "ones_",
-    "orthogonal_",
-    "sparse_",
-    "trunc_normal_",
-    "uniform_",
-    "xavier_normal_",
-    "xavier_uniform_",
-    "zeros_",
-)
 
 # --------------------------------------------------------------------------------------------
 # what a rank holds
@@ -420,275 +385,17 @@ def draw_seed(t: Any, generator: torch.Generator | None = None, seed: int | None
 
 
 # --------------------------------------------------------------------------------------------
-# torch.nn.init on DTensors (signatures, checks and messages of fastinit.torch)
+# the local tensor, and orthogonal (the one fill that is not elementwise)
 # --------------------------------------------------------------------------------------------
 
 
-def _native_local(t: Any) -> Tensor | None:
-    """The local tensor if fastinit's kernels fill it; None sends the DTensor to torch."""
+def native_local(t: Any) -> Tensor | None:
+    """The local tensor of the DTensor ``t`` if fastinit's kernels fill it; None sends the
+    DTensor to torch's implementation."""
     local = t._local_tensor if hasattr(t, "_local_tensor") else t.to_local()
     if local.is_meta or not _target.is_native(local):
         return None
     return local
-
-
-def _torch_original(name: str, tensor: Any, *args: Any, **kwargs: Any) -> Any:
-    if tensor.is_meta:
-        return tensor
-    return _target.ORIGINALS[name](tensor, *args, **kwargs)
-
-
-def warn(message: str, category: type[Warning] = UserWarning) -> None:
-    """Warn, attributed to the first caller outside the fastinit package (user code, or
-    torch's ``reset_parameters``), however many fastinit frames are in between."""
-    package = os.path.dirname(os.path.abspath(_fills.__file__)) + os.sep
-    frame: types.FrameType | None = sys._getframe(1)
-    level = 2
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
-        frame, level = frame.f_back, level + 1
-    warnings.warn(message, category, stacklevel=level)
-
-
-def _check_no_seed(tensor: Any, seed: int | None) -> None:
-    """A DTensor that goes to torch's implementation cannot honour ``seed=``."""
-    if seed is not None:
-        raise TypeError(
-            "fastinit: seed= needs a float32, float64, float16 or bfloat16 DTensor on a device "
-            f"fastinit fills; got {tensor.dtype} on {tensor.device}"
-        )
-
-
-def _random(
-    name: str,
-    fill: Callable[..., Any],
-    tensor: Any,
-    args: tuple[Any, ...],
-    generator: torch.Generator | None,
-    seed: int | None,
-    **kwargs: Any,
-) -> Any:
-    """Placement check, then the seed, then the fill (so a placement error draws nothing)."""
-    if _native_local(tensor) is None:
-        _check_no_seed(tensor, seed)
-        return _torch_original(name, tensor, *args, generator=generator)
-    shard_spec(tensor)
-    s = draw_seed(tensor, generator, seed)
-    return apply_to_dtensor(fill, tensor, *args, seed=s, **kwargs)
-
-
-def uniform_(
-    tensor: Any,
-    a: float = 0.0,
-    b: float = 1.0,
-    generator: torch.Generator | None = None,
-    *,
-    seed: int | None = None,
-) -> Any:
-    """``torch.nn.init.uniform_`` on a DTensor: U(a, b), equal to the unsharded fill.
-
-    Parameters
-    ----------
-    tensor : DTensor
-    a, b : float
-    generator : torch.Generator, optional
-        Source of the 64-bit seed (torch's default generator when None); see the module notes
-        for how ranks agree on it.
-    seed : int, optional
-        An explicit seed instead (nothing drawn, nothing exchanged).
-
-    Returns
-    -------
-    DTensor
-        ``tensor``.
-    """
-    return _random("uniform_", _fills.uniform_, tensor, (a, b), generator, seed)
-
-
-def normal_(
-    tensor: Any,
-    mean: float = 0.0,
-    std: float = 1.0,
-    generator: torch.Generator | None = None,
-    *,
-    seed: int | None = None,
-) -> Any:
-    """``torch.nn.init.normal_`` on a DTensor (see :func:`uniform_`)."""
-    return _random("normal_", _fills.normal_, tensor, (mean, std), generator, seed)
-
-
-def trunc_normal_(
-    tensor: Any,
-    mean: float = 0.0,
-    std: float = 1.0,
-    a: float = -2.0,
-    b: float = 2.0,
-    generator: torch.Generator | None = None,
-    *,
-    seed: int | None = None,
-) -> Any:
-    """``torch.nn.init.trunc_normal_`` on a DTensor (absolute bounds; see :func:`uniform_`).
-
-    Warns as torch does when ``mean`` is more than 2 std outside ``[a, b]``.
-    """
-    if tensor.is_meta:
-        return tensor
-    if _native_local(tensor) is not None and ((mean < a - 2 * std) or (mean > b + 2 * std)):
-        warn(
-            "mean is more than 2 std from [a, b] in nn.init.trunc_normal_. "
-            "The distribution of values may be incorrect."
-        )
-    return _random(
-        "trunc_normal_", _fills.trunc_normal_, tensor, (mean, std, a, b), generator, seed
-    )
-
-
-def constant_(tensor: Any, val: float) -> Any:
-    """``torch.nn.init.constant_`` on a DTensor (no seed, no communication)."""
-    if _native_local(tensor) is None:
-        with torch.no_grad():
-            return tensor.fill_(val)
-    return apply_to_dtensor(_fills.constant_, tensor, val)
-
-
-def ones_(tensor: Any) -> Any:
-    """``torch.nn.init.ones_`` on a DTensor."""
-    return constant_(tensor, 1.0)
-
-
-def zeros_(tensor: Any) -> Any:
-    """``torch.nn.init.zeros_`` on a DTensor."""
-    return constant_(tensor, 0.0)
-
-
-def eye_(tensor: Any) -> Any:
-    """``torch.nn.init.eye_`` on a 2-D DTensor: the global identity matrix."""
-    if tensor.ndimension() != 2:
-        raise ValueError("Only tensors with 2 dimensions are supported")
-    if _native_local(tensor) is None:
-        return _torch_original("eye_", tensor)
-    return apply_to_dtensor(_schemes.eye_, tensor)
-
-
-def dirac_(tensor: Any, groups: int = 1) -> Any:
-    """``torch.nn.init.dirac_`` on a {3, 4, 5}-D DTensor."""
-    if tensor.ndimension() not in [3, 4, 5]:
-        raise ValueError("Only tensors with 3, 4, or 5 dimensions are supported")
-    if tensor.size(0) % groups != 0:
-        raise ValueError("dim 0 must be divisible by groups")
-    if _native_local(tensor) is None:
-        return _torch_original("dirac_", tensor, groups)
-    return apply_to_dtensor(_schemes.dirac_, tensor, groups)
-
-
-def xavier_uniform_(
-    tensor: Any,
-    gain: float = 1.0,
-    generator: torch.Generator | None = None,
-    *,
-    seed: int | None = None,
-) -> Any:
-    """``torch.nn.init.xavier_uniform_`` on a DTensor; fans from the global shape."""
-    _schemes.compute_fans(tuple(tensor.shape), layout="torch")
-    return _random("xavier_uniform_", _schemes.xavier_uniform_, tensor, (gain,), generator, seed)
-
-
-def xavier_normal_(
-    tensor: Any,
-    gain: float = 1.0,
-    generator: torch.Generator | None = None,
-    *,
-    seed: int | None = None,
-) -> Any:
-    """``torch.nn.init.xavier_normal_`` on a DTensor; fans from the global shape."""
-    _schemes.compute_fans(tuple(tensor.shape), layout="torch")
-    return _random("xavier_normal_", _schemes.xavier_normal_, tensor, (gain,), generator, seed)
-
-
-def _kaiming(
-    name: str,
-    fill: Callable[..., Any],
-    tensor: Any,
-    a: float,
-    mode: str,
-    nonlinearity: str,
-    generator: torch.Generator | None,
-    seed: int | None,
-) -> Any:
-    if 0 in tensor.shape:
-        warn("Initializing zero-element tensors is a no-op")
-        return tensor
-    # torch's checks, in torch's order, before anything is drawn.
-    _schemes.kaiming_fan_std(tuple(tensor.shape), a, mode, nonlinearity, layout="torch")
-    return _random(name, fill, tensor, (a, mode, nonlinearity), generator, seed)
-
-
-def kaiming_uniform_(
-    tensor: Any,
-    a: float = 0,
-    mode: str = "fan_in",
-    nonlinearity: str = "leaky_relu",
-    generator: torch.Generator | None = None,
-    *,
-    seed: int | None = None,
-) -> Any:
-    """``torch.nn.init.kaiming_uniform_`` on a DTensor; fans from the global shape."""
-    return _kaiming(
-        "kaiming_uniform_",
-        _schemes.kaiming_uniform_,
-        tensor,
-        a,
-        mode,
-        nonlinearity,
-        generator,
-        seed,
-    )
-
-
-def kaiming_normal_(
-    tensor: Any,
-    a: float = 0,
-    mode: str = "fan_in",
-    nonlinearity: str = "leaky_relu",
-    generator: torch.Generator | None = None,
-    *,
-    seed: int | None = None,
-) -> Any:
-    """``torch.nn.init.kaiming_normal_`` on a DTensor; fans from the global shape."""
-    return _kaiming(
-        "kaiming_normal_",
-        _schemes.kaiming_normal_,
-        tensor,
-        a,
-        mode,
-        nonlinearity,
-        generator,
-        seed,
-    )
-
-
-def sparse_(
-    tensor: Any,
-    sparsity: float,
-    std: float = 0.01,
-    generator: torch.Generator | None = None,
-    *,
-    seed: int | None = None,
-) -> Any:
-    """``torch.nn.init.sparse_`` on a 2-D DTensor (fastinit's pattern: see ``fastinit.sparse_``).
-
-    Each rank draws the zero pattern of its columns over every row of them (``O(rows)`` keys
-    per local column), so a row-sharded matrix repeats that part of the work on every rank.
-    """
-    if tensor.ndimension() != 2:
-        raise ValueError("Only tensors with 2 dimensions are supported")
-    if tensor.is_meta:
-        return tensor
-    return _random("sparse_", _schemes.sparse_, tensor, (sparsity, std), generator, seed)
-
-
-# --------------------------------------------------------------------------------------------
-# orthogonal
-# --------------------------------------------------------------------------------------------
 
 
 def _native_orthogonal() -> Callable[..., Any] | None:
@@ -718,14 +425,9 @@ def orthogonal_full(shape: Sequence[int], dtype: torch.dtype, gain: float, seed:
     return full
 
 
-def orthogonal_(
-    tensor: Any,
-    gain: float = 1,
-    generator: torch.Generator | None = None,
-    *,
-    seed: int | None = None,
-) -> Any:
-    """``torch.nn.init.orthogonal_`` on a DTensor: the unsharded matrix, bit for bit.
+def orthogonal_to_dtensor(tensor: Any, gain: float, seed: int) -> Any:
+    """Write the ``seed`` orthogonal matrix into the DTensor ``tensor``: the unsharded
+    matrix, bit for bit.
 
     Every rank computes the whole global matrix on the CPU (:func:`orthogonal_full`, same
     seed on every rank) and copies its own block into its local tensor; nothing but the seed
@@ -734,40 +436,9 @@ def orthogonal_(
     sharding. The values equal an unsharded ``fastinit.orthogonal_`` with the same seed and
     thread count (the BLAS may round differently for another thread count or machine).
     """
-    if tensor.ndimension() < 2:
-        raise ValueError("Only tensors with 2 or more dimensions are supported")
-    if tensor.numel() == 0 or tensor.is_meta:
-        return tensor
-    if _native_local(tensor) is None:
-        _check_no_seed(tensor, seed)
-        return _torch_original("orthogonal_", tensor, gain, generator)
     local, global_shape, offset = shard_spec(tensor)
-    s = draw_seed(tensor, generator, seed)
-    full = orthogonal_full(global_shape, local.dtype, gain, s)
+    full = orthogonal_full(global_shape, local.dtype, gain, seed)
     box = tuple(slice(o, o + n) for o, n in zip(offset, local.shape, strict=True))
     with torch.no_grad():
         local.copy_(full[box])
     return _written(tensor, local)
-
-
-# --------------------------------------------------------------------------------------------
-# routing torch.nn.init, and FSDP2 materialization
-# --------------------------------------------------------------------------------------------
-
-
-def maybe_dtensor(fn: _F) -> _F:
-    """Decorator for ``fastinit.torch``'s initializers: a DTensor first argument goes to the
-    function of the same name here, anything else to ``fn``."""
-    name = fn.__name__
-    if name not in ROUTED:
-        raise ValueError(f"fastinit: no DTensor implementation of {name!r}")
-    impl = globals()[name]
-
-    @functools.wraps(fn)
-    def route(*args: Any, **kwargs: Any) -> Any:
-        tensor = args[0] if args else kwargs.get("tensor")
-        if is_dtensor(tensor):
-            return impl(*args, **kwargs)
-        return fn(*args, **kwargs)
-
-    return route  # type: ignore[return-value]

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from .._stream import wrap_u64
 from . import _dtensor, _nn_init, _patch
-from ._target import ORIGINALS, draw_seed
+from ._target import ORIGINALS, draw_seed, warn_outside
 
 __all__ = ["apply_", "materialize_", "materialize_sharded_"]
 
@@ -663,7 +663,7 @@ def materialize_sharded_(
                     else:
                         impl(t)
     if uncovered:
-        _dtensor.warn(
+        warn_outside(
             "materialize_sharded_: no reset_parameters covers "
             + ", ".join(uncovered)
             + "; they were zero-filled (buffers computed in __init__ cannot be recovered "

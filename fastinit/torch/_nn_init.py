@@ -17,7 +17,15 @@ from torch import Tensor
 
 from .. import _fills, _orthogonal, _schemes
 from . import _dtensor
-from ._target import ORIGINALS, draw_seed, is_native, written
+from ._target import (
+    ORIGINALS,
+    check_no_fixed_seed,
+    draw_seed,
+    fixed_seed_value,
+    is_native,
+    warn_outside,
+    written,
+)
 
 __all__ = [
     "calculate_gain",
@@ -66,19 +74,80 @@ _FanMode = Literal["fan_in", "fan_out"]
 _T = TypeVar("_T")
 
 
-def _uniform(tensor: Tensor, a: float, b: float, generator: torch.Generator | None) -> Tensor:
-    if not is_native(tensor):
+def _native_target(tensor: Tensor) -> bool:
+    """Whether fastinit's kernels write ``tensor`` (a DTensor: its local tensor)."""
+    if _dtensor.is_dtensor(tensor):
+        return _dtensor.native_local(tensor) is not None
+    return is_native(tensor)
+
+
+def _seed_of(tensor: Tensor, generator: torch.Generator | None) -> int:
+    """The seed of one fill: :func:`fixed_seed`'s if set, else one draw from ``generator``
+    (made common to the mesh for a DTensor)."""
+    seed = fixed_seed_value()
+    if _dtensor.is_dtensor(tensor):
+        return _dtensor.draw_seed(tensor, generator, seed)
+    return draw_seed(generator) if seed is None else seed
+
+
+def _torch_uniform(
+    tensor: Tensor, a: float, b: float, generator: torch.Generator | None
+) -> Callable[[], Tensor]:
+    def fallback() -> Tensor:
         with torch.no_grad():
             return tensor.uniform_(a, b, generator=generator)
-    _fills.uniform_(tensor.detach(), a, b, seed=draw_seed(generator))
+
+    return fallback
+
+
+def _torch_normal(
+    tensor: Tensor, mean: float, std: float, generator: torch.Generator | None
+) -> Callable[[], Tensor]:
+    def fallback() -> Tensor:
+        with torch.no_grad():
+            return tensor.normal_(mean, std, generator=generator)
+
+    return fallback
+
+
+def _random(
+    tensor: Tensor,
+    fill: Callable[..., Any],
+    args: tuple[Any, ...],
+    generator: torch.Generator | None,
+    fallback: Callable[[], Tensor],
+) -> Tensor:
+    """The one path of a random initializer, after torch's checks: ``fill(x, *args, seed=,
+    global_shape=, global_offset=)`` (a ``fastinit`` fill, on the whole tensor's shape) where
+    fastinit's kernels write ``tensor``, else torch's ``fallback()``.
+
+    A DTensor is a target like any other: its placements are checked before the seed is
+    drawn (so a rejected call draws nothing), the seed is common to its mesh, and each rank
+    fills its own box of the global tensor.
+    """
+    if not _native_target(tensor):
+        check_no_fixed_seed(tensor)
+        if _dtensor.is_dtensor(tensor) and tensor.is_meta:
+            return tensor
+        return fallback()
+    if _dtensor.is_dtensor(tensor):
+        _dtensor.shard_spec(tensor)
+        return _dtensor.apply_to_dtensor(fill, tensor, *args, seed=_seed_of(tensor, generator))
+    fill(tensor.detach(), *args, seed=_seed_of(tensor, generator))
     return written(tensor)
 
 
-def _normal(tensor: Tensor, mean: float, std: float, generator: torch.Generator | None) -> Tensor:
-    if not is_native(tensor):
-        with torch.no_grad():
-            return tensor.normal_(mean, std, generator=generator)
-    _fills.normal_(tensor.detach(), mean, std, seed=draw_seed(generator))
+def _deterministic(
+    tensor: Tensor, fill: Callable[..., Any], args: tuple[Any, ...], fallback: Callable[[], Tensor]
+) -> Tensor:
+    """As :func:`_random`, for the initializers without a seed (constants, eye, dirac)."""
+    if not _native_target(tensor):
+        if _dtensor.is_dtensor(tensor) and tensor.is_meta:
+            return tensor
+        return fallback()
+    if _dtensor.is_dtensor(tensor):
+        return _dtensor.apply_to_dtensor(fill, tensor, *args)
+    fill(tensor.detach(), *args)
     return written(tensor)
 
 
@@ -121,13 +190,13 @@ def uniform_(
     torch.Tensor
         ``tensor``.
     """
-    if _dtensor.is_dtensor(tensor):
-        return _dtensor.uniform_(tensor, a, b, generator)
     if torch.overrides.has_torch_function_variadic(tensor):
         return torch.overrides.handle_torch_function(
             uniform_, (tensor,), tensor=tensor, a=a, b=b, generator=generator
         )
-    return _uniform(tensor, a, b, generator)
+    return _random(
+        tensor, _fills.uniform_, (a, b), generator, _torch_uniform(tensor, a, b, generator)
+    )
 
 
 def normal_(
@@ -152,13 +221,13 @@ def normal_(
     torch.Tensor
         ``tensor``.
     """
-    if _dtensor.is_dtensor(tensor):
-        return _dtensor.normal_(tensor, mean, std, generator)
     if torch.overrides.has_torch_function_variadic(tensor):
         return torch.overrides.handle_torch_function(
             normal_, (tensor,), tensor=tensor, mean=mean, std=std, generator=generator
         )
-    return _normal(tensor, mean, std, generator)
+    return _random(
+        tensor, _fills.normal_, (mean, std), generator, _torch_normal(tensor, mean, std, generator)
+    )
 
 
 def trunc_normal_(
@@ -180,55 +249,50 @@ def trunc_normal_(
     torch.Tensor
         ``tensor``.
     """
-    if _dtensor.is_dtensor(tensor):
-        return _dtensor.trunc_normal_(tensor, mean, std, a, b, generator)
     if tensor.is_meta:
         return tensor
-    if not is_native(tensor):
-        return ORIGINALS["trunc_normal_"](tensor, mean, std, a, b, generator=generator)
-    if (mean < a - 2 * std) or (mean > b + 2 * std):
-        warnings.warn(
+    if _native_target(tensor) and ((mean < a - 2 * std) or (mean > b + 2 * std)):
+        warn_outside(
             "mean is more than 2 std from [a, b] in nn.init.trunc_normal_. "
-            "The distribution of values may be incorrect.",
-            stacklevel=2,
+            "The distribution of values may be incorrect."
         )
-    _fills.trunc_normal_(tensor.detach(), mean, std, a, b, seed=draw_seed(generator))
-    return written(tensor)
+
+    def fallback() -> Tensor:
+        return ORIGINALS["trunc_normal_"](tensor, mean, std, a, b, generator=generator)
+
+    return _random(tensor, _fills.trunc_normal_, (mean, std, a, b), generator, fallback)
 
 
 def constant_(tensor: Tensor, val: float) -> Tensor:
     """Fill ``tensor`` with ``val``; drop-in for ``torch.nn.init.constant_``."""
-    if _dtensor.is_dtensor(tensor):
-        return _dtensor.constant_(tensor, val)
     if torch.overrides.has_torch_function_variadic(tensor):
         return torch.overrides.handle_torch_function(constant_, (tensor,), tensor=tensor, val=val)
-    if not is_native(tensor):
+
+    def fallback() -> Tensor:
         with torch.no_grad():
             return tensor.fill_(val)
-    _fills.constant_(tensor.detach(), val)
-    return written(tensor)
+
+    return _deterministic(tensor, _fills.constant_, (val,), fallback)
 
 
 def ones_(tensor: Tensor) -> Tensor:
     """Fill ``tensor`` with 1; drop-in for ``torch.nn.init.ones_``."""
-    if _dtensor.is_dtensor(tensor):
-        return _dtensor.ones_(tensor)
-    if not is_native(tensor):
+
+    def fallback() -> Tensor:
         with torch.no_grad():
             return tensor.fill_(1.0)
-    _fills.ones_(tensor.detach())
-    return written(tensor)
+
+    return _deterministic(tensor, _fills.ones_, (), fallback)
 
 
 def zeros_(tensor: Tensor) -> Tensor:
     """Fill ``tensor`` with 0; drop-in for ``torch.nn.init.zeros_``."""
-    if _dtensor.is_dtensor(tensor):
-        return _dtensor.zeros_(tensor)
-    if not is_native(tensor):
+
+    def fallback() -> Tensor:
         with torch.no_grad():
             return tensor.zero_()
-    _fills.zeros_(tensor.detach())
-    return written(tensor)
+
+    return _deterministic(tensor, _fills.zeros_, (), fallback)
 
 
 def eye_(tensor: Tensor) -> Tensor:
@@ -239,14 +303,9 @@ def eye_(tensor: Tensor) -> Tensor:
     ValueError
         "Only tensors with 2 dimensions are supported".
     """
-    if _dtensor.is_dtensor(tensor):
-        return _dtensor.eye_(tensor)
     if tensor.ndimension() != 2:
         raise ValueError("Only tensors with 2 dimensions are supported")
-    if not is_native(tensor):
-        return ORIGINALS["eye_"](tensor)
-    _schemes.eye_(tensor.detach())
-    return written(tensor)
+    return _deterministic(tensor, _schemes.eye_, (), lambda: ORIGINALS["eye_"](tensor))
 
 
 def dirac_(tensor: Tensor, groups: int = 1) -> Tensor:
@@ -257,8 +316,6 @@ def dirac_(tensor: Tensor, groups: int = 1) -> Tensor:
     ValueError
         torch's messages for the wrong number of dimensions or dim 0 not divisible by groups.
     """
-    if _dtensor.is_dtensor(tensor):
-        return _dtensor.dirac_(tensor, groups)
     dimensions = tensor.ndimension()
     if dimensions not in [3, 4, 5]:
         raise ValueError("Only tensors with 3, 4, or 5 dimensions are supported")
@@ -266,10 +323,9 @@ def dirac_(tensor: Tensor, groups: int = 1) -> Tensor:
         raise ValueError("dim 0 must be divisible by groups")
     if tensor.is_meta:
         return tensor
-    if not is_native(tensor):
-        return ORIGINALS["dirac_"](tensor, groups)
-    _schemes.dirac_(tensor.detach(), groups)
-    return written(tensor)
+    return _deterministic(
+        tensor, _schemes.dirac_, (groups,), lambda: ORIGINALS["dirac_"](tensor, groups)
+    )
 
 
 def xavier_uniform_(
@@ -281,12 +337,15 @@ def xavier_uniform_(
 
     Drop-in for ``torch.nn.init.xavier_uniform_`` (same bound, bit for bit).
     """
-    if _dtensor.is_dtensor(tensor):
-        return _dtensor.xavier_uniform_(tensor, gain, generator)
     fan_in, fan_out = _fan_in_and_fan_out(tensor)
-    std = _schemes.xavier_std(fan_in, fan_out, gain)
-    a = _schemes.uniform_bound(std)
-    return _uniform(tensor, -a, a, generator)
+    bound = _schemes.uniform_bound(_schemes.xavier_std(fan_in, fan_out, gain))
+    return _random(
+        tensor,
+        _fills.uniform_,
+        (-bound, bound),
+        generator,
+        _torch_uniform(tensor, -bound, bound, generator),
+    )
 
 
 def xavier_normal_(
@@ -298,11 +357,11 @@ def xavier_normal_(
 
     Drop-in for ``torch.nn.init.xavier_normal_``.
     """
-    if _dtensor.is_dtensor(tensor):
-        return _dtensor.xavier_normal_(tensor, gain, generator)
     fan_in, fan_out = _fan_in_and_fan_out(tensor)
     std = _schemes.xavier_std(fan_in, fan_out, gain)
-    return _normal(tensor, 0.0, std, generator)
+    return _random(
+        tensor, _fills.normal_, (0.0, std), generator, _torch_normal(tensor, 0.0, std, generator)
+    )
 
 
 def _kaiming_std(tensor: Tensor, a: float, mode: str, nonlinearity: str) -> float:
@@ -321,8 +380,6 @@ def kaiming_uniform_(
     Drop-in for ``torch.nn.init.kaiming_uniform_``, including its warning for zero-element
     tensors. ``nn.Linear``/``nn.Conv*`` call it with ``a=math.sqrt(5)``.
     """
-    if _dtensor.is_dtensor(tensor):
-        return _dtensor.kaiming_uniform_(tensor, a, mode, nonlinearity, generator)
     if torch.overrides.has_torch_function_variadic(tensor):
         return torch.overrides.handle_torch_function(
             kaiming_uniform_,
@@ -334,10 +391,16 @@ def kaiming_uniform_(
             generator=generator,
         )
     if 0 in tensor.shape:
-        warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=2)
+        warn_outside("Initializing zero-element tensors is a no-op")
         return tensor
     bound = _schemes.uniform_bound(_kaiming_std(tensor, a, mode, nonlinearity))
-    return _uniform(tensor, -bound, bound, generator)
+    return _random(
+        tensor,
+        _fills.uniform_,
+        (-bound, bound),
+        generator,
+        _torch_uniform(tensor, -bound, bound, generator),
+    )
 
 
 def kaiming_normal_(
@@ -351,13 +414,13 @@ def kaiming_normal_(
 
     Drop-in for ``torch.nn.init.kaiming_normal_``, including its zero-element warning.
     """
-    if _dtensor.is_dtensor(tensor):
-        return _dtensor.kaiming_normal_(tensor, a, mode, nonlinearity, generator)
     if 0 in tensor.shape:
-        warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=2)
+        warn_outside("Initializing zero-element tensors is a no-op")
         return tensor
     std = _kaiming_std(tensor, a, mode, nonlinearity)
-    return _normal(tensor, 0, std, generator)
+    return _random(
+        tensor, _fills.normal_, (0.0, std), generator, _torch_normal(tensor, 0.0, std, generator)
+    )
 
 
 def orthogonal_(
@@ -371,17 +434,21 @@ def orthogonal_(
     installed fastinit provides it; otherwise torch's QR-based algorithm, with the same
     ``generator``.
     """
-    if _dtensor.is_dtensor(tensor):
-        return _dtensor.orthogonal_(tensor, gain, generator)
     if tensor.ndimension() < 2:
         raise ValueError("Only tensors with 2 or more dimensions are supported")
     if tensor.numel() == 0 or tensor.is_meta:
         return tensor
-    native = _orthogonal.orthogonal_
-    if native is None or not is_native(tensor):
-        return ORIGINALS["orthogonal_"](tensor, gain, generator)
-    native(tensor.detach(), gain, seed=draw_seed(generator))
-    return written(tensor)
+    if _dtensor.is_dtensor(tensor) and _native_target(tensor):
+        # The one fill that is not elementwise: every rank builds the whole matrix.
+        _dtensor.shard_spec(tensor)  # placements are checked before the seed is drawn
+        return _dtensor.orthogonal_to_dtensor(tensor, gain, _seed_of(tensor, generator))
+    return _random(
+        tensor,
+        _orthogonal.orthogonal_,
+        (gain,),
+        generator,
+        lambda: ORIGINALS["orthogonal_"](tensor, gain, generator),
+    )
 
 
 def sparse_(
@@ -398,16 +465,17 @@ def sparse_(
     :func:`fastinit.sparse_` for the stream derivation. ``sparsity`` outside [0, 1] raises
     ValueError.
     """
-    if _dtensor.is_dtensor(tensor):
-        return _dtensor.sparse_(tensor, sparsity, std, generator)
     if tensor.ndimension() != 2:
         raise ValueError("Only tensors with 2 dimensions are supported")
     if tensor.is_meta:
         return tensor
-    if not is_native(tensor):
-        return ORIGINALS["sparse_"](tensor, sparsity, std, generator)
-    _schemes.sparse_(tensor.detach(), sparsity, std, seed=draw_seed(generator))
-    return written(tensor)
+    return _random(
+        tensor,
+        _schemes.sparse_,
+        (sparsity, std),
+        generator,
+        lambda: ORIGINALS["sparse_"](tensor, sparsity, std, generator),
+    )
 
 
 def _make_deprecate(meth: Callable[..., _T]) -> Callable[..., _T]:

@@ -9,8 +9,13 @@ native write. Everything else in ``fastinit.torch`` imports from here.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
-from collections.abc import Callable
+import os
+import sys
+import types
+import warnings
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -19,7 +24,18 @@ from torch import Tensor, nn
 
 from .._stream import wrap_u64
 
-__all__ = ["NATIVE_DTYPES", "ORIGINALS", "cuda_native", "draw_seed", "is_native", "written"]
+__all__ = [
+    "NATIVE_DTYPES",
+    "ORIGINALS",
+    "check_no_fixed_seed",
+    "cuda_native",
+    "draw_seed",
+    "fixed_seed",
+    "fixed_seed_value",
+    "is_native",
+    "warn_outside",
+    "written",
+]
 
 #: torch.nn.init's own functions, captured when fastinit.torch was first imported.
 ORIGINALS: dict[str, Callable[..., Any]] = {
@@ -72,3 +88,59 @@ def written(tensor: Tensor) -> Tensor:
     with contextlib.suppress(RuntimeError):
         torch.autograd.graph.increment_version(tensor)
     return tensor
+
+
+# --------------------------------------------------------------------------------------------
+# an explicit seed instead of a draw
+# --------------------------------------------------------------------------------------------
+
+_FIXED_SEED: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "fastinit_torch_fixed_seed", default=None
+)
+
+
+@contextlib.contextmanager
+def fixed_seed(seed: int) -> Iterator[None]:
+    """Inside the block, ``fastinit.torch``'s random initializers use ``seed`` (key ``seed``,
+    stream 0) instead of drawing one from a torch generator: nothing is drawn, and for a
+    DTensor nothing is exchanged between ranks (every rank must pass the same ``seed``).
+
+    Raises
+    ------
+    TypeError
+        ``seed`` is not an int.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    token = _FIXED_SEED.set(wrap_u64(seed))
+    try:
+        yield
+    finally:
+        _FIXED_SEED.reset(token)
+
+
+def fixed_seed_value() -> int | None:
+    """The seed set by :func:`fixed_seed`, or None."""
+    return _FIXED_SEED.get()
+
+
+def check_no_fixed_seed(tensor: Any) -> None:
+    """A tensor that goes to torch's implementation cannot honour :func:`fixed_seed`."""
+    if _FIXED_SEED.get() is not None:
+        raise TypeError(
+            "fastinit: seed= needs a float32, float64, float16 or bfloat16 tensor on a device "
+            f"fastinit fills; got {tensor.dtype} on {tensor.device}"
+        )
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def warn_outside(message: str, category: type[Warning] = UserWarning) -> None:
+    """Warn, attributed to the first caller outside the fastinit package (user code, or
+    torch's ``reset_parameters``), however many fastinit frames are in between."""
+    frame: types.FrameType | None = sys._getframe(1)
+    level = 2
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
