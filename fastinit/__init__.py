@@ -7,7 +7,7 @@ the same call gives the same bits for any thread count, SIMD path, shard layout 
 from __future__ import annotations
 
 from . import _core
-from ._config import config, show_config
+from ._config import __version__, config, show_config
 from ._fills import (
     constant_,
     get_num_threads,
@@ -24,8 +24,6 @@ from ._orthogonal import delta_orthogonal_, orthogonal_
 from ._schemes import *  # noqa: F403
 from ._schemes import __all__ as _schemes_all
 from ._stream import Generator, default_generator, manual_seed
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Generator",

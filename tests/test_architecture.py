@@ -90,6 +90,17 @@ def analyse(modules: dict[str, Module]) -> None:
                             aliases[alias.asname] = alias.name
                         else:
                             aliases[alias.name.split(".")[0]] = PACKAGE
+            elif (
+                isinstance(node, ast.Call)
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
+                and (
+                    (isinstance(node.func, ast.Name) and node.func.id == "__import__")
+                    or (isinstance(node.func, ast.Attribute) and node.func.attr == "import_module")
+                )
+            ):
+                edge(node.args[0].value)  # __import__("fastinit"), importlib.import_module(...)
             elif isinstance(node, ast.ImportFrom):
                 source = _resolve_from(mod, node.level, node.module)
                 if not (source == PACKAGE or source.startswith(PACKAGE + ".")):
@@ -188,18 +199,24 @@ def test_library_never_imports_the_benchmarks(graph: dict[str, Module]) -> None:
 
 
 def test_the_checker_sees_cycles_and_reach_ins(tmp_path: Path) -> None:
-    """The analysis itself: a lazy import that closes a cycle, and a private name used
-    through a module alias and through ``from ... import``, are all found."""
+    """The analysis itself: a lazy import that closes a cycle (``from`` or ``__import__``),
+    and a private name used through a module alias and through ``from ... import``, are all
+    found."""
     pkg = tmp_path / PACKAGE
     (pkg / "sub").mkdir(parents=True)
     (pkg / "__init__.py").write_text("from ._a import f\n")
     (pkg / "_a.py").write_text("from . import _b\n\ndef f():\n    return _b._hidden()\n")
     (pkg / "_b.py").write_text("def _hidden():\n    from ._a import f\n    return f\n")
+    (pkg / "_d.py").write_text("import fastinit._e\n")
+    (pkg / "_e.py").write_text("def g():\n    return __import__('fastinit._d')\n")
     (pkg / "sub" / "__init__.py").write_text("")
     (pkg / "sub" / "_c.py").write_text("from .._a import _private\nimport fastinit.sub as s\n")
     modules = discover(pkg)
     analyse(modules)
-    assert cycles(modules) == [[f"{PACKAGE}._a", f"{PACKAGE}._b"]]
+    assert cycles(modules) == [
+        [f"{PACKAGE}._a", f"{PACKAGE}._b"],
+        [f"{PACKAGE}._d", f"{PACKAGE}._e"],
+    ]
     assert sorted(_reach_ins(modules)) == [
         f"{PACKAGE}._a: {PACKAGE}._b._hidden",
         f"{PACKAGE}.sub._c: from {PACKAGE}._a import _private",
