@@ -117,16 +117,6 @@ int64_t BufferView::size() const {
   return n;
 }
 
-std::string dtype_name(DType t) {
-  switch (t) {
-    case DType::F32: return "float32";
-    case DType::F64: return "float64";
-    case DType::F16: return "float16";
-    case DType::BF16: return "bfloat16";
-  }
-  return "?";
-}
-
 BufferView acquire_buffer(py::handle obj) {
   BufferView b;
   if (py::isinstance<py::array>(obj)) {

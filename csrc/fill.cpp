@@ -113,6 +113,16 @@ double floor_to_dtype(double x, DType t) {
   return c > x ? step_dtype(c, t, false) : c;
 }
 
+std::string dtype_name(DType t) {
+  switch (t) {
+    case DType::F32: return "float32";
+    case DType::F64: return "float64";
+    case DType::F16: return "float16";
+    case DType::BF16: return "bfloat16";
+  }
+  return "?";
+}
+
 double round_to_dtype(double x, DType t) {
   switch (t) {
     case DType::F64: return x;

@@ -1,5 +1,5 @@
 // The element types fastinit writes, and the host-side rounding helpers that the parameter
-// setup of every distribution (distributions.hpp) needs. Defined in fill.cpp and buffer.cpp.
+// setup of every distribution (distributions.hpp) needs. Defined in fill.cpp.
 #pragma once
 
 #include <string>
