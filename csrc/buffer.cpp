@@ -109,14 +109,6 @@ void fill_from_dltensor(BufferView& b, const DLTensor& t) {
 
 }  // namespace
 
-int64_t BufferView::size() const {
-  // acquire_buffer checked that the product of the extents of a non-empty buffer fits.
-  if (std::find(shape.begin(), shape.end(), 0) != shape.end()) return 0;
-  int64_t n = 1;
-  for (int64_t s : shape) n *= s;
-  return n;
-}
-
 BufferView acquire_buffer(py::handle obj) {
   BufferView b;
   if (py::isinstance<py::array>(obj)) {

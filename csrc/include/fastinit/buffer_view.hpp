@@ -21,7 +21,14 @@ struct BufferView {
   // Keeps the producer's memory alive and returns it (DLPack deleter) exactly once.
   std::shared_ptr<void> owner;
 
-  int64_t size() const;
+  // The element count; acquire_buffer checked that it fits in int64_t.
+  int64_t size() const {
+    for (int64_t s : shape)
+      if (s == 0) return 0;
+    int64_t n = 1;
+    for (int64_t s : shape) n *= s;
+    return n;
+  }
   int ndim() const { return static_cast<int>(shape.size()); }
 };
 
