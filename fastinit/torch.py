@@ -44,12 +44,21 @@ from torch import Tensor, nn
 import fastinit as _fastinit
 
 from . import _dtensor, _fills, _schemes
+from ._lsuv import LSUVLayer, LSUVReport, lsuv_
+from ._residual import depth_scaled, depth_scaled_std
+from ._signal import LayerSignal, SignalReport, plot_signal, signal_report
 
 __all__ = [
+    "LSUVLayer",
+    "LSUVReport",
+    "LayerSignal",
+    "SignalReport",
     "apply_",
     "calculate_gain",
     "constant",
     "constant_",
+    "depth_scaled",
+    "depth_scaled_std",
     "dirac",
     "dirac_",
     "eye",
@@ -59,6 +68,7 @@ __all__ = [
     "kaiming_normal_",
     "kaiming_uniform",
     "kaiming_uniform_",
+    "lsuv_",
     "materialize_",
     "normal",
     "normal_",
@@ -67,6 +77,8 @@ __all__ = [
     "orthogonal_",
     "patch",
     "patched",
+    "plot_signal",
+    "signal_report",
     "sparse",
     "sparse_",
     "trunc_normal_",

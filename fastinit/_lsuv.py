@@ -1,0 +1,332 @@
+"""Layer-sequential unit-variance (LSUV) initialization (Mishkin & Matas, ICLR 2016).
+
+"All you need is a good init": pre-initialize every Linear and Conv weight with an
+orthogonal matrix, then, layer by layer in forward order, run the data through the network
+and divide the layer's weight by the std of the layer's output until that std is 1 within a
+tolerance. Each layer is fixed before the next is measured, so the later layers see the
+corrected signal.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+import fastinit as _fastinit
+
+__all__ = ["LSUVLayer", "LSUVReport", "lsuv_"]
+
+_U64 = (1 << 64) - 1
+#: The module types whose weights LSUV initializes and rescales.
+LSUV_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+@dataclass(frozen=True)
+class LSUVLayer:
+    """What :func:`lsuv_` did to one layer.
+
+    Attributes
+    ----------
+    name : str
+        Qualified module name.
+    kind : str
+        The module's class name.
+    std_before : float
+        Output std right after the orthogonal pre-initialization (earlier layers already
+        rescaled).
+    std_after : float
+        Output std after the last rescale.
+    scale : float
+        Product of the factors the weight was multiplied by.
+    iterations : int
+        Number of rescales (0 when the pre-initialized layer was already within ``tol``).
+    converged : bool
+        ``abs(std_after - 1) <= tol``.
+    """
+
+    name: str
+    kind: str
+    std_before: float
+    std_after: float
+    scale: float
+    iterations: int
+    converged: bool
+
+
+@dataclass(frozen=True)
+class LSUVReport:
+    """The per-layer result of :func:`lsuv_`, in forward order.
+
+    Attributes
+    ----------
+    layers : list of LSUVLayer
+    seed : int
+        The 64-bit base seed used (drawn from torch's default generator when ``seed=None``).
+    tol : float
+    """
+
+    layers: list[LSUVLayer] = field(default_factory=list)
+    seed: int = 0
+    tol: float = 0.05
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __iter__(self) -> Iterator[LSUVLayer]:
+        return iter(self.layers)
+
+    def __getitem__(self, index: int) -> LSUVLayer:
+        return self.layers[index]
+
+    @property
+    def converged(self) -> bool:
+        """Whether every layer reached ``tol``."""
+        return all(layer.converged for layer in self.layers)
+
+    def table(self) -> str:
+        """The rows as an aligned plain-text table."""
+        header = ["#", "layer", "type", "std before", "std after", "scale", "iters", "ok"]
+        body = [
+            [
+                str(i),
+                r.name,
+                r.kind,
+                f"{r.std_before:.4g}",
+                f"{r.std_after:.4g}",
+                f"{r.scale:.4g}",
+                str(r.iterations),
+                "yes" if r.converged else "NO",
+            ]
+            for i, r in enumerate(self.layers)
+        ]
+        widths = [max(len(row[c]) for row in [header, *body]) for c in range(len(header))]
+
+        def line(row: list[str]) -> str:
+            return "  ".join(
+                cell.ljust(w) if c in (1, 2) else cell.rjust(w)
+                for c, (cell, w) in enumerate(zip(row, widths, strict=True))
+            ).rstrip()
+
+        return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, body)])
+
+    def __str__(self) -> str:
+        return self.table()
+
+
+class _Reached(Exception):
+    """Raised from a forward hook to stop the pass once the measured layer has run."""
+
+
+def _output_std(out: Any) -> float:
+    if not isinstance(out, Tensor) or out.numel() == 0:
+        return math.nan
+    return float(out.detach().double().std(correction=0))
+
+
+def _orthogonal(weight: Tensor, gen: _fastinit.Generator, torch_seed: int) -> None:
+    w = weight.detach()
+    if w.device.type == "cpu" and w.dtype in (
+        torch.float32,
+        torch.float64,
+        torch.float16,
+        torch.bfloat16,
+    ):
+        _fastinit.orthogonal_(w, 1.0, seed=gen)
+        # The fill wrote through DLPack: bump the version counter as an in-place op would.
+        torch.autograd.graph.increment_version(weight)
+    else:
+        g = torch.Generator(device=w.device).manual_seed(torch_seed)
+        torch.nn.init.orthogonal_(w, 1.0, generator=g)
+
+
+def lsuv_(
+    model: nn.Module,
+    *example_inputs: Any,
+    tol: float = 0.05,
+    max_iter: int = 10,
+    seed: int | None = None,
+    zero_bias: bool = True,
+) -> LSUVReport:
+    """LSUV: orthogonal pre-initialization, then rescale layer by layer to unit output std.
+
+    1. Every ``nn.Linear`` and ``nn.Conv1d/2d/3d`` weight of ``model`` is filled with a
+       Haar-orthogonal matrix by :func:`fastinit.orthogonal_` (torch's flattening rule), the
+       layers taking successive streams of ``fastinit.Generator(seed)`` in
+       ``model.modules()`` order; their biases are zeroed (``zero_bias``).
+    2. For each such layer in the order the forward pass reaches it: run
+       ``model(*example_inputs)`` up to that layer, and while the std of its output is not
+       within ``tol`` of 1, divide the weight by that std (at most ``max_iter`` times).
+
+    Deterministic for a seed: same model, inputs and seed give the same weights bit for bit.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    *example_inputs
+        A batch, passed positionally to ``model`` (the statistics are the batch's).
+    tol : float
+        Accepted ``abs(std - 1)``; positive.
+    max_iter : int
+        Most rescales per layer; at least 1.
+    seed : int, optional
+        Base seed of the orthogonal fills and of the dropout draws during the passes. None
+        draws one 64-bit seed from torch's default generator (one draw).
+    zero_bias : bool
+        Zero the biases of the pre-initialized layers (as LSUV's reference code starts from).
+
+    Returns
+    -------
+    LSUVReport
+        Per layer: output std before and after, the total scale, the rescales used and
+        whether ``tol`` was reached; ``.table()`` prints it.
+
+    Warns
+    -----
+    UserWarning
+        When a layer does not reach ``tol`` in ``max_iter`` rescales, or its output is
+        constant (std 0) so that no rescale can help.
+
+    Notes
+    -----
+    The passes run under ``torch.no_grad()`` in the model's current train/eval mode,
+    inside ``torch.random.fork_rng`` (the caller's RNG state is left as it was); buffers
+    (BatchNorm running statistics) are restored afterwards, so only the Linear/Conv
+    weights and biases change.
+
+    Limits:
+
+    - **Normalization layers.** A BatchNorm/LayerNorm after a layer undoes its scale, so
+      LSUV fixes the pre-normalization statistics only; in train mode BatchNorm makes the
+      downstream signal unit-variance anyway and LSUV adds little there.
+    - **Residual blocks.** LSUV makes each branch's layers unit-variance, but the sum
+      ``x + f(x)`` still grows with depth (variance adds up across blocks); use a
+      depth-scaled rule for the branch's last projection
+      (:func:`fastinit.torch.depth_scaled`) or a zero-initialized last layer instead.
+    - Only ``nn.Linear`` and ``nn.Conv1d/2d/3d`` are touched (not ConvTranspose, embeddings
+      or attention's fused projections such as ``nn.MultiheadAttention.in_proj_weight``);
+      a module called several times is measured at its first call; layers the forward
+      pass does not reach keep their orthogonal pre-initialization.
+    - The statistics are those of the batch given: use a batch representative of the data.
+
+    Examples
+    --------
+    >>> report = fastinit.torch.lsuv_(model, torch.randn(256, 784), seed=0)
+    >>> print(report.table())
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)):
+        raise TypeError(f"tol must be a float, got {type(tol).__name__}")
+    if not (math.isfinite(tol) and tol > 0):
+        raise ValueError(f"tol must be positive and finite, got {tol}")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int):
+        raise TypeError(f"max_iter must be an int, got {type(max_iter).__name__}")
+    if max_iter < 1:
+        raise ValueError(f"max_iter must be at least 1, got {max_iter}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
+    if seed is None:
+        draw = torch.randint(-(1 << 63), (1 << 63) - 1, (), dtype=torch.int64)
+        base = int(draw.item()) & _U64
+    else:
+        base = seed & _U64
+
+    names: dict[int, str] = {}
+    targets: list[nn.Module] = []
+    for name, mod in model.named_modules():
+        if isinstance(mod, LSUV_TYPES) and isinstance(mod.weight, Tensor):
+            if mod.weight.is_meta:
+                raise ValueError(f"lsuv_: {name} has meta weights; materialize the model first")
+            names[id(mod)] = name
+            targets.append(mod)
+    if not targets:
+        raise ValueError("lsuv_: the model has no nn.Linear or nn.Conv1d/2d/3d layer")
+
+    buffers = [(b, b.detach().clone()) for b in dict.fromkeys(model.buffers())]
+    devices = sorted({p.device.index or 0 for p in model.parameters() if p.is_cuda})
+    # Torch's own seeding takes a value below 2**63 (dropout draws only).
+    torch_seed = base & ((1 << 63) - 1)
+
+    def run_until(module: nn.Module | None) -> Any:
+        """Run the model; stop at ``module``'s first call and return its output."""
+        captured: list[Any] = []
+
+        def hook(mod: nn.Module, args: Any, output: Any) -> None:
+            captured.append(output)
+            raise _Reached
+
+        handle = module.register_forward_hook(hook) if module is not None else None
+        torch.manual_seed(torch_seed)
+        try:
+            model(*example_inputs)
+        except _Reached:
+            return captured[0]
+        finally:
+            if handle is not None:
+                handle.remove()
+        return None
+
+    layers: list[LSUVLayer] = []
+    with torch.random.fork_rng(devices=devices), torch.no_grad():
+        try:
+            gen = _fastinit.Generator(base)
+            for k, mod in enumerate(targets):
+                _orthogonal(mod.weight, gen, (torch_seed + k) & ((1 << 63) - 1))
+                if zero_bias and isinstance(getattr(mod, "bias", None), Tensor):
+                    mod.bias.zero_()
+
+            # The order the forward pass reaches the layers (first calls).
+            order: list[nn.Module] = []
+            seen: set[int] = set()
+
+            def record(mod: nn.Module, args: Any, output: Any) -> None:
+                if id(mod) not in seen:
+                    seen.add(id(mod))
+                    order.append(mod)
+
+            handles = [m.register_forward_hook(record) for m in targets]
+            try:
+                run_until(None)
+            finally:
+                for h in handles:
+                    h.remove()
+
+            for mod in order:
+                std = before = _output_std(run_until(mod))
+                scale, iterations = 1.0, 0
+                while not abs(std - 1.0) <= tol and iterations < max_iter:
+                    if not (math.isfinite(std) and std > 0):
+                        break
+                    mod.weight.mul_(1.0 / std)
+                    scale /= std
+                    iterations += 1
+                    std = _output_std(run_until(mod))
+                converged = abs(std - 1.0) <= tol
+                name = names[id(mod)]
+                if not converged:
+                    why = (
+                        "its output is constant (std 0) or not finite"
+                        if not (math.isfinite(std) and std > 0)
+                        else f"output std {std:.4g} after {iterations} rescales"
+                    )
+                    warnings.warn(
+                        f"lsuv_: layer {name!r} did not reach unit variance within "
+                        f"tol={tol}: {why}",
+                        UserWarning,
+                        stacklevel=2,
+                    )
+                layers.append(
+                    LSUVLayer(
+                        name, type(mod).__name__, before, std, scale, iterations, converged
+                    )
+                )
+        finally:
+            for b, saved in buffers:
+                b.copy_(saved)
+    return LSUVReport(layers, base, float(tol))
