@@ -119,10 +119,6 @@ class LSUVReport:
         return self.table()
 
 
-class _Reached(Exception):
-    """Raised from a forward hook to stop the pass once the measured layer has run."""
-
-
 def _output_std(out: Any) -> float:
     if not isinstance(out, Tensor) or out.numel() == 0:
         return math.nan
@@ -159,9 +155,12 @@ def lsuv_(
        Haar-orthogonal matrix by :func:`fastinit.orthogonal_` (torch's flattening rule), the
        layers taking successive streams of ``fastinit.Generator(seed)`` in
        ``model.modules()`` order; their biases are zeroed (``zero_bias``).
-    2. For each such layer in the order the forward pass reaches it: run
-       ``model(*example_inputs)`` up to that layer, and while the std of its output is not
-       within ``tol`` of 1, divide the weight by that std (at most ``max_iter`` times).
+    2. One pass of ``model(*example_inputs)``: when it reaches such a layer for the first
+       time (every layer before it already final), while the std of the layer's output is
+       not within ``tol`` of 1, divide the weight by that std and recompute the layer on the
+       same input (at most ``max_iter`` times); the corrected output goes on to the next
+       layers. This is Mishkin & Matas' layer-by-layer loop, with the network before the
+       layer run once instead of once per iteration.
 
     Deterministic for a seed: same model, inputs and seed give the same weights bit for bit.
 
@@ -253,25 +252,6 @@ def lsuv_(
     # Torch's own seeding takes a value below 2**63 (dropout draws only).
     torch_seed = base & ((1 << 63) - 1)
 
-    def run_until(module: nn.Module | None) -> Any:
-        """Run the model; stop at ``module``'s first call and return its output."""
-        captured: list[Any] = []
-
-        def hook(mod: nn.Module, args: Any, output: Any) -> None:
-            captured.append(output)
-            raise _Reached
-
-        handle = module.register_forward_hook(hook) if module is not None else None
-        torch.manual_seed(torch_seed)
-        try:
-            model(*example_inputs)
-        except _Reached:
-            return captured[0]
-        finally:
-            if handle is not None:
-                handle.remove()
-        return None
-
     layers: list[LSUVLayer] = []
     with torch.random.fork_rng(devices=devices), torch.no_grad():
         try:
@@ -281,24 +261,15 @@ def lsuv_(
                 if zero_bias and isinstance(getattr(mod, "bias", None), Tensor):
                     mod.bias.zero_()
 
-            # The order the forward pass reaches the layers (first calls).
-            order: list[nn.Module] = []
-            seen: set[int] = set()
-
-            def record(mod: nn.Module, args: Any, output: Any) -> None:
-                if id(mod) not in seen:
-                    seen.add(id(mod))
-                    order.append(mod)
-
-            handles = [m.register_forward_hook(record) for m in targets]
-            try:
-                run_until(None)
-            finally:
-                for h in handles:
-                    h.remove()
-
-            for mod in order:
-                std = before = _output_std(run_until(mod))
+            # One forward pass: when it reaches a layer for the first time, the layers before
+            # it are final, so the layer's input is too. The hook rescales the layer on that
+            # input until its output std is 1 within tol and hands the corrected output on,
+            # so later layers are measured on the corrected signal.
+            def fix(mod: nn.Module, args: Any, kwargs: Any, output: Any) -> Any:
+                if id(mod) in done:
+                    return None
+                done.add(id(mod))
+                std = before = _output_std(output)
                 scale, iterations = 1.0, 0
                 while not abs(std - 1.0) <= tol and iterations < max_iter:
                     if not (math.isfinite(std) and std > 0):
@@ -306,7 +277,8 @@ def lsuv_(
                     mod.weight.mul_(1.0 / std)
                     scale /= std
                     iterations += 1
-                    std = _output_std(run_until(mod))
+                    output = mod.forward(*args, **kwargs)
+                    std = _output_std(output)
                 converged = abs(std - 1.0) <= tol
                 name = names[id(mod)]
                 if not converged:
@@ -315,18 +287,26 @@ def lsuv_(
                         if not (math.isfinite(std) and std > 0)
                         else f"output std {std:.4g} after {iterations} rescales"
                     )
-                    warnings.warn(
-                        f"lsuv_: layer {name!r} did not reach unit variance within "
-                        f"tol={tol}: {why}",
-                        UserWarning,
-                        stacklevel=2,
+                    failures.append(
+                        f"lsuv_: layer {name!r} did not reach unit variance within tol={tol}: {why}"
                     )
                 layers.append(
-                    LSUVLayer(
-                        name, type(mod).__name__, before, std, scale, iterations, converged
-                    )
+                    LSUVLayer(name, type(mod).__name__, before, std, scale, iterations, converged)
                 )
+                return output
+
+            done: set[int] = set()
+            failures: list[str] = []
+            handles = [m.register_forward_hook(fix, with_kwargs=True) for m in targets]
+            torch.manual_seed(torch_seed)
+            try:
+                model(*example_inputs)
+            finally:
+                for h in handles:
+                    h.remove()
         finally:
             for b, saved in buffers:
                 b.copy_(saved)
+    for message in failures:
+        warnings.warn(message, UserWarning, stacklevel=2)
     return LSUVReport(layers, base, float(tol))

@@ -65,9 +65,7 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="MODULE:CALLABLE",
         help="report on your own model: CALLABLE() returns (model, inputs)",
     )
-    parser.add_argument(
-        "--lsuv", action="store_true", help="with --model: also report after lsuv_"
-    )
+    parser.add_argument("--lsuv", action="store_true", help="with --model: also report after lsuv_")
     parser.add_argument(
         "--time",
         type=int,
@@ -298,10 +296,8 @@ def _time_overhead(model: Any, inputs: tuple[Any, ...], rounds: int, out: IO[str
     )
     for k, v in med.items():
         print(f"  {k:17s} {v:8.3f} s   (all: {', '.join(f'{t:.3f}' for t in times[k])})", file=out)
-    print(
-        f"  signal_report / forward+backward = {med['signal_report'] / med['forward+backward']:.3f}",
-        file=out,
-    )
+    ratio = med["signal_report"] / med["forward+backward"]
+    print(f"  signal_report / forward+backward = {ratio:.3f}", file=out)
 
 
 def _run_model(args: argparse.Namespace, out: IO[str]) -> int:

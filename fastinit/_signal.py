@@ -12,8 +12,8 @@ in the order the calls happened):
   else its first parameter that requires grad);
 - the ratio of the output std and of the output-gradient std to the previous row.
 
-Every std is the population std (``correction=0``), computed in float64 from the tensor's
-values. The model is left exactly as it was: hooks removed, torch's RNG state restored
+Every std is the population std (``correction=0``), reduced by torch in the tensor's dtype
+(float16/bfloat16 in float32). The model is left exactly as it was: hooks removed, torch's RNG state restored
 (dropout draws included), train/eval mode and buffers restored, no ``.grad`` left (a
 ``.grad`` that was there before is put back, untouched).
 """
@@ -335,20 +335,32 @@ def _first_tensor(value: Any) -> Tensor | None:
     return None
 
 
+def _exact(t: Tensor) -> Tensor:
+    """``t`` detached, in float32 at least: torch reduces float32 with float64-free pairwise
+    sums that are accurate to about 1e-6 relative, and a copy of a large tensor to float64
+    would cost more than the layer itself."""
+    d = t.detach()
+    return d.float() if d.dtype in (torch.float16, torch.bfloat16) else d
+
+
 def _std(t: Tensor) -> float:
-    return float(t.detach().double().std(correction=0)) if t.numel() else math.nan
+    return float(torch.std(_exact(t), correction=0)) if t.numel() else math.nan
 
 
 def _forward_stats(t: Tensor) -> tuple[float, float, float, float]:
-    """(mean, std, zeros, dead) of a layer output, in float64."""
+    """(mean, std, zeros, dead) of a layer output."""
     d = t.detach()
-    if d.numel() == 0:
+    n = d.numel()
+    if n == 0:
         return math.nan, math.nan, math.nan, math.nan
-    x = d.double()
-    std, mean = torch.std_mean(x, correction=0)
-    is_zero = d == 0
-    zeros = float(is_zero.double().mean())
-    dead = float(is_zero.reshape(d.shape[0], -1).all(dim=0).double().mean()) if d.dim() else zeros
+    std, mean = torch.std_mean(_exact(d), correction=0)
+    zeros = 1.0 - int(torch.count_nonzero(d)) / n
+    if d.dim() == 0:
+        dead = zeros
+    else:
+        units = d.reshape(d.shape[0], -1)
+        alive = int(torch.count_nonzero(torch.count_nonzero(units, dim=0)))
+        dead = 1.0 - alive / units.shape[1]
     return float(mean), float(std), zeros, dead
 
 
@@ -489,7 +501,9 @@ def signal_report(
     handles: list[Any] = []
     # Leaf inputs that require grad would receive a .grad from the backward pass.
     input_grads = [
-        (t, t.grad) for t in example_inputs if isinstance(t, Tensor) and t.is_leaf and t.requires_grad
+        (t, t.grad)
+        for t in example_inputs
+        if isinstance(t, Tensor) and t.is_leaf and t.requires_grad
     ]
     with _preserved(model):
         for p in dict.fromkeys(model.parameters()):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 
@@ -30,25 +31,25 @@ def _expect(
     """Compare one report row with statistics computed here in NumPy float64."""
     o = _np(out)
     assert row.shape == tuple(out.shape)
-    assert row.mean == pytest.approx(o.mean(), rel=1e-9, abs=1e-12)
-    assert row.std == pytest.approx(o.std(), rel=1e-9)
-    assert row.zeros == pytest.approx(np.mean(o == 0), abs=0)
+    assert row.mean == pytest.approx(o.mean(), rel=1e-5, abs=1e-7)
+    assert row.std == pytest.approx(o.std(), rel=1e-6)
+    assert row.zeros == pytest.approx(np.mean(o == 0), abs=1e-15)
     dead = np.all(o.reshape(o.shape[0], -1) == 0, axis=0).mean()
-    assert row.dead == pytest.approx(dead, abs=0)
+    assert row.dead == pytest.approx(dead, abs=1e-15)
     if grad is None:
         assert math.isnan(row.grad_std)
     else:
-        assert row.grad_std == pytest.approx(_np(grad).std(), rel=1e-9)
+        assert row.grad_std == pytest.approx(_np(grad).std(), rel=1e-6)
     if wgrad is None:
         assert math.isnan(row.weight_grad_std)
     else:
-        assert row.weight_grad_std == pytest.approx(_np(wgrad).std(), rel=1e-9)
+        assert row.weight_grad_std == pytest.approx(_np(wgrad).std(), rel=1e-6)
 
 
 def _check_ratios(report: ft.SignalReport) -> None:
     rows = report.layers
     assert math.isnan(rows[0].std_ratio) and math.isnan(rows[0].grad_ratio)
-    for prev, row in zip(rows, rows[1:], strict=False):
+    for prev, row in itertools.pairwise(rows):
         assert row.std_ratio == pytest.approx(row.std / prev.std, rel=1e-12)
         if not (math.isnan(row.grad_std) or math.isnan(prev.grad_std)):
             assert row.grad_ratio == pytest.approx(row.grad_std / prev.grad_std, rel=1e-12)
@@ -84,7 +85,7 @@ def test_mlp_matches_hand_computation() -> None:
     _expect(report[1], a, a.grad, None)
     _expect(report[2], y, y.grad, w2.grad)
     assert report[1].dead >= 0.3  # the three forced units, at least
-    assert report[2].grad_std == pytest.approx(_np(g).std(), rel=1e-9)
+    assert report[2].grad_std == pytest.approx(_np(g).std(), rel=1e-6)
     assert report.loss == pytest.approx(float(loss.detach()), rel=1e-6)
     _check_ratios(report)
 
@@ -215,7 +216,7 @@ def test_transformer_block_matches_hand_computation() -> None:
         o = _np(out)
         assert row_check.std == pytest.approx(o.std(), rel=1e-6)
         assert row_check.mean == pytest.approx(o.mean(), rel=1e-5, abs=1e-7)
-        assert row_check.zeros == pytest.approx(np.mean(o == 0), abs=0)
+        assert row_check.zeros == pytest.approx(np.mean(o == 0), abs=1e-15)
         assert row_check.grad_std == pytest.approx(_np(out.grad).std(), rel=1e-6)
         if wgrad is None:
             assert math.isnan(row_check.weight_grad_std)
@@ -227,7 +228,10 @@ def test_transformer_block_matches_hand_computation() -> None:
 
 def _snapshot(model: nn.Module) -> dict[str, object]:
     return {
-        "state": {k: v.detach().clone().reshape(-1).view(torch.uint8) for k, v in model.state_dict().items()},
+        "state": {
+            k: v.detach().clone().reshape(-1).view(torch.uint8)
+            for k, v in model.state_dict().items()
+        },
         "grads": {
             k: (p.grad, None if p.grad is None else p.grad.clone().reshape(-1).view(torch.uint8))
             for k, p in model.named_parameters()
@@ -239,7 +243,10 @@ def _snapshot(model: nn.Module) -> dict[str, object]:
                 len(m._forward_pre_hooks),
                 len(m._backward_hooks),
                 *(len(p._backward_hooks or {}) for p in m.parameters(recurse=False)),
-                *(len(getattr(p, "_post_accumulate_grad_hooks", None) or {}) for p in m.parameters(recurse=False)),
+                *(
+                    len(getattr(p, "_post_accumulate_grad_hooks", None) or {})
+                    for p in m.parameters(recurse=False)
+                ),
             )
             for k, m in model.named_modules()
         },
@@ -330,7 +337,7 @@ def test_input_grad_untouched_and_validation() -> None:
     x = torch.randn(4, 3, requires_grad=True)
     ft.signal_report(model, x)
     assert x.grad is None
-    with pytest.raises(TypeError, match="torch.nn.Module"):
+    with pytest.raises(TypeError, match=r"torch\.nn\.Module"):
         ft.signal_report(lambda t: t, x)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="loss_fn"):
         ft.signal_report(model, x, loss_fn=3)  # type: ignore[arg-type]
