@@ -135,9 +135,9 @@ def demo_mlp(
 def _verdict(ratio: float) -> str:
     if not math.isfinite(ratio) or ratio == 0:
         return "dead"
-    if ratio < 0.1:
+    if ratio < 1 / 5:
         return "vanishing"
-    if ratio > 10:
+    if ratio > 5:
         return "exploding"
     return "stable"
 

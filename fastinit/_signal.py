@@ -284,13 +284,15 @@ def plot_signal(
     )
     for col, (panel, group) in enumerate(panels.items()):
         top, bottom = axes[0][col], axes[1][col]
-        for label, report in group.items():
+        for i, (label, report) in enumerate(group.items()):
             depth = list(range(len(report.layers)))
             std = _positive([r.std for r in report.layers])
             grad = _positive([r.grad_std for r in report.layers])
-            (line,) = top.plot(depth, std, label=label or "output std", lw=1.6)
+            # Line styles as well as colours, so that coinciding curves stay visible.
+            style = {"lw": 1.8, "ls": ("-", "--", "-.", ":")[i % 4]}
+            (line,) = top.plot(depth, std, label=label or "output std", **style)
             bottom.plot(
-                depth, grad, color=line.get_color(), label=label or "output-grad std", lw=1.6
+                depth, grad, color=line.get_color(), label=label or "output-grad std", **style
             )
             if len(group) == 1 and not label:
                 wgrad = _positive([r.weight_grad_std for r in report.layers])
