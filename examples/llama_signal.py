@@ -27,9 +27,7 @@ def _build(config: LlamaConfig, seq_len: int) -> tuple[LlamaForCausalLM, torch.T
     with fastinit.torch.patched():
         model = LlamaForCausalLM(config)
     model.train()
-    ids = torch.randint(
-        config.vocab_size, (1, seq_len), generator=torch.Generator().manual_seed(0)
-    )
+    ids = torch.randint(config.vocab_size, (1, seq_len), generator=torch.Generator().manual_seed(0))
     return model, ids
 
 

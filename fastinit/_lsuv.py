@@ -162,7 +162,9 @@ def lsuv_(
        layers. This is Mishkin & Matas' layer-by-layer loop, with the network before the
        layer run once instead of once per iteration.
 
-    Deterministic for a seed: same model, inputs and seed give the same weights bit for bit.
+    Deterministic for a seed: the same model, inputs and seed give the same weights bit for
+    bit on the same machine and thread count (the orthogonal fill and torch's matmuls round
+    through BLAS, which may differ by thread count or CPU by ~1e-7).
 
     Parameters
     ----------
@@ -237,12 +239,15 @@ def lsuv_(
         base = seed & _U64
 
     names: dict[int, str] = {}
+    weights: dict[int, Tensor] = {}
     targets: list[nn.Module] = []
     for name, mod in model.named_modules():
-        if isinstance(mod, LSUV_TYPES) and isinstance(mod.weight, Tensor):
-            if mod.weight.is_meta:
+        weight = getattr(mod, "weight", None)
+        if isinstance(mod, LSUV_TYPES) and isinstance(weight, Tensor):
+            if weight.is_meta:
                 raise ValueError(f"lsuv_: {name} has meta weights; materialize the model first")
             names[id(mod)] = name
+            weights[id(mod)] = weight
             targets.append(mod)
     if not targets:
         raise ValueError("lsuv_: the model has no nn.Linear or nn.Conv1d/2d/3d layer")
@@ -257,9 +262,10 @@ def lsuv_(
         try:
             gen = _fastinit.Generator(base)
             for k, mod in enumerate(targets):
-                _orthogonal(mod.weight, gen, (torch_seed + k) & ((1 << 63) - 1))
-                if zero_bias and isinstance(getattr(mod, "bias", None), Tensor):
-                    mod.bias.zero_()
+                _orthogonal(weights[id(mod)], gen, (torch_seed + k) & ((1 << 63) - 1))
+                bias = getattr(mod, "bias", None)
+                if zero_bias and isinstance(bias, Tensor):
+                    bias.zero_()
 
             # One forward pass: when it reaches a layer for the first time, the layers before
             # it are final, so the layer's input is too. The hook rescales the layer on that
@@ -274,7 +280,7 @@ def lsuv_(
                 while not abs(std - 1.0) <= tol and iterations < max_iter:
                     if not (math.isfinite(std) and std > 0):
                         break
-                    mod.weight.mul_(1.0 / std)
+                    weights[id(mod)].mul_(1.0 / std)
                     scale /= std
                     iterations += 1
                     output = mod.forward(*args, **kwargs)

@@ -252,7 +252,7 @@ def _load(spec: str) -> Callable[[], Any]:
         obj = getattr(obj, part)
     if not callable(obj):
         raise TypeError(f"{spec} is not callable")
-    return obj  # type: ignore[no-any-return]
+    return obj
 
 
 def _output_tensor(output: Any) -> Any:
@@ -335,7 +335,9 @@ def _run_model(args: argparse.Namespace, out: IO[str]) -> int:
         print(after.table(fmt), file=out)
         reports["after lsuv_"] = after
     if not args.no_plot:
-        ft.plot_signal(reports, args.plot, title=args.model)
+        # A single report gets its weight-gradient line too (plot_signal's one-report form).
+        single = {"": report} if len(reports) == 1 else reports
+        ft.plot_signal(single, args.plot, title=args.model)
         print(f"wrote {args.plot}", file=out)
     return 0
 

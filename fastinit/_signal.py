@@ -13,9 +13,9 @@ in the order the calls happened):
 - the ratio of the output std and of the output-gradient std to the previous row.
 
 Every std is the population std (``correction=0``), reduced by torch in the tensor's dtype
-(float16/bfloat16 in float32). The model is left exactly as it was: hooks removed, torch's RNG state restored
-(dropout draws included), train/eval mode and buffers restored, no ``.grad`` left (a
-``.grad`` that was there before is put back, untouched).
+(float16/bfloat16 in float32). The model is left exactly as it was: hooks removed, torch's
+RNG state restored (dropout draws included), train/eval mode and buffers restored, no
+``.grad`` left (a ``.grad`` that was there before is put back, untouched).
 """
 
 from __future__ import annotations
@@ -289,7 +289,9 @@ def plot_signal(
             std = _positive([r.std for r in report.layers])
             grad = _positive([r.grad_std for r in report.layers])
             # Line styles as well as colours, so that coinciding curves stay visible.
-            style = {"lw": 1.8, "ls": ("-", "--", "-.", ":")[i % 4]}
+            style: dict[str, Any] = {"lw": 1.8, "ls": ("-", "--", "-.", ":")[i % 4]}
+            if len(depth) <= 40:  # few layers: mark each one
+                style.update(marker="o", ms=3)
             (line,) = top.plot(depth, std, label=label or "output std", **style)
             bottom.plot(
                 depth, grad, color=line.get_color(), label=label or "output-grad std", **style
@@ -545,8 +547,8 @@ def signal_report(
             for h in handles:
                 h.remove()
             stack.clear()
-            for t, g in input_grads:
-                t.grad = g
+            for t, saved_grad in input_grads:
+                t.grad = saved_grad
 
     layers: list[LayerSignal] = []
     for index, row in enumerate(rows):
