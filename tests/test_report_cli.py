@@ -30,7 +30,7 @@ def test_demo_prints_table_and_writes_png(tmp_path) -> None:  # type: ignore[no-
     lines = [line.split() for line in text.splitlines()]
     rows = [r for r in lines if r and r[0] in ("tanh", "relu")]
     assert len(rows) == 10
-    verdicts = {(r[0], r[1]): (r[-6], r[-1]) for r in rows if r[1] != "torch"}
+    verdicts = {(r[0], r[1]): (r[-5], r[-1]) for r in rows if r[1] != "torch"}
     # ReLU under Xavier (gain 1) loses half the variance per layer: 12 layers, 1/64.
     assert verdicts[("relu", "xavier_normal_")][0] == "vanishing"
     assert verdicts[("relu", "lsuv_")][0] == "stable"
