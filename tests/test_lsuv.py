@@ -146,6 +146,7 @@ def test_validation_leaves_model_untouched() -> None:
         assert torch.equal(p, b)
 
 
+@pytest.mark.slow
 def test_50_layer_tanh_mlp_target() -> None:
     # The target, on a 50 x 256 tanh MLP with a 256-row batch.
     torch.manual_seed(0)
