@@ -4,12 +4,12 @@ Commands
 --------
 bench
     Time fastinit's fills against ``torch.nn.init`` side by side on LLM-sized buffers and
-    print the table (see :mod:`fastinit._bench`). ``--model`` and ``--orthogonal`` add the
+    print the table (see :mod:`fastinit.bench`). ``--model`` and ``--orthogonal`` add the
     model-construction and orthogonal sections.
 report
     Show per-layer signal propagation (activation and gradient std against depth) of deep
     MLPs under five initializations, or of your own model with ``--model module:callable``
-    (see :mod:`fastinit._report_cli`); prints the table and writes a PNG.
+    (see :mod:`fastinit.bench.report`); prints the table and writes a PNG.
 
 Each command lives in its own sub-parser, so new ones (``config``, ...) are one
 ``add_parser`` away.
@@ -32,14 +32,15 @@ def build_parser() -> argparse.ArgumentParser:
     argparse.ArgumentParser
         The top-level parser, with one sub-parser per command.
     """
-    from . import _bench, _report_cli
+    from . import bench
+    from .bench import report as report_cli
 
     parser = argparse.ArgumentParser(
         prog="fastinit",
         description="fastinit: reproducible, native-accelerated weight initialization.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    bench = commands.add_parser(
+    bench_parser = commands.add_parser(
         "bench",
         help="time fastinit's fills against torch.nn.init and print the side-by-side table",
         description=(
@@ -50,9 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
             "about a minute on 2 cores."
         ),
     )
-    _bench.add_bench_arguments(bench)
-    bench.set_defaults(handler=_bench.run_from_args)
-    report = commands.add_parser(
+    bench.add_bench_arguments(bench_parser)
+    bench_parser.set_defaults(handler=bench.run_from_args)
+    report_parser = commands.add_parser(
         "report",
         help="per-layer signal propagation of deep MLPs (or --model) under several inits",
         description=(
@@ -61,8 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
             "table and write one PNG; or on your own model with --model module:callable."
         ),
     )
-    _report_cli.add_report_arguments(report)
-    report.set_defaults(handler=_report_cli.run_from_args)
+    report_cli.add_report_arguments(report_parser)
+    report_parser.set_defaults(handler=report_cli.run_from_args)
     return parser
 
 

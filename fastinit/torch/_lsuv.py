@@ -18,11 +18,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-import fastinit as _fastinit
+from .. import _orthogonal, _stream
+from . import _target
 
 __all__ = ["LSUVLayer", "LSUVReport", "lsuv_"]
 
-_U64 = (1 << 64) - 1
 #: The module types whose weights LSUV initializes and rescales.
 LSUV_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -125,20 +125,15 @@ def _output_std(out: Any) -> float:
     return float(out.detach().double().std(correction=0))
 
 
-def _orthogonal(weight: Tensor, gen: _fastinit.Generator, torch_seed: int) -> None:
-    w = weight.detach()
-    if w.device.type == "cpu" and w.dtype in (
-        torch.float32,
-        torch.float64,
-        torch.float16,
-        torch.bfloat16,
-    ):
-        _fastinit.orthogonal_(w, 1.0, seed=gen)
-        # The fill wrote through DLPack: bump the version counter as an in-place op would.
-        torch.autograd.graph.increment_version(weight)
+def _pre_init(weight: Tensor, gen: _stream.Generator, torch_seed: int) -> None:
+    """Haar-orthogonal ``weight`` (gain 1): fastinit's stream, or torch's where fastinit does
+    not fill the tensor (integer dtypes, tensor subclasses, devices without fastinit)."""
+    if _target.is_native(weight):
+        _orthogonal.orthogonal_(weight.detach(), 1.0, seed=gen)
+        _target.written(weight)
     else:
-        g = torch.Generator(device=w.device).manual_seed(torch_seed)
-        torch.nn.init.orthogonal_(w, 1.0, generator=g)
+        g = torch.Generator(device=weight.device).manual_seed(torch_seed)
+        _target.ORIGINALS["orthogonal_"](weight.detach(), 1.0, generator=g)
 
 
 def lsuv_(
@@ -232,11 +227,7 @@ def lsuv_(
         raise ValueError(f"max_iter must be at least 1, got {max_iter}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
-    if seed is None:
-        draw = torch.randint(-(1 << 63), (1 << 63) - 1, (), dtype=torch.int64)
-        base = int(draw.item()) & _U64
-    else:
-        base = seed & _U64
+    base = _target.draw_seed(None) if seed is None else _stream.wrap_u64(seed)
 
     names: dict[int, str] = {}
     weights: dict[int, Tensor] = {}
@@ -260,9 +251,9 @@ def lsuv_(
     layers: list[LSUVLayer] = []
     with torch.random.fork_rng(devices=devices), torch.no_grad():
         try:
-            gen = _fastinit.Generator(base)
+            gen = _stream.Generator(base)
             for k, mod in enumerate(targets):
-                _orthogonal(weights[id(mod)], gen, (torch_seed + k) & ((1 << 63) - 1))
+                _pre_init(weights[id(mod)], gen, (torch_seed + k) & ((1 << 63) - 1))
                 bias = getattr(mod, "bias", None)
                 if zero_bias and isinstance(bias, Tensor):
                     bias.zero_()
