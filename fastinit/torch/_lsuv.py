@@ -66,9 +66,11 @@ class LSUVReport:
     Attributes
     ----------
     layers : list of LSUVLayer
+        One row per rescaled layer, in the order the forward pass first reached them.
     seed : int
         The 64-bit base seed used (drawn from torch's default generator when ``seed=None``).
     tol : float
+        The tolerance the layers were rescaled to, ``abs(std - 1) <= tol``.
     """
 
     layers: list[LSUVLayer] = field(default_factory=list)
@@ -90,7 +92,12 @@ class LSUVReport:
         return all(layer.converged for layer in self.layers)
 
     def table(self) -> str:
-        """The rows as an aligned plain-text table."""
+        """The rows as an aligned plain-text table.
+
+        Returns
+        -------
+        str
+        """
         header = ["#", "layer", "type", "std before", "std after", "scale", "iters", "ok"]
         body = [
             [
