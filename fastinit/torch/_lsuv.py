@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from .. import _orthogonal, _stream
 from . import _target
+from ._signal import text_table
 
 __all__ = ["LSUVLayer", "LSUVReport", "lsuv_"]
 
@@ -112,15 +113,7 @@ class LSUVReport:
             ]
             for i, r in enumerate(self.layers)
         ]
-        widths = [max(len(row[c]) for row in [header, *body]) for c in range(len(header))]
-
-        def line(row: list[str]) -> str:
-            return "  ".join(
-                cell.ljust(w) if c in (1, 2) else cell.rjust(w)
-                for c, (cell, w) in enumerate(zip(row, widths, strict=True))
-            ).rstrip()
-
-        return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, body)])
+        return text_table(header, body)
 
     def __str__(self) -> str:
         return self.table()
