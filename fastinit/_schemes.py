@@ -800,7 +800,7 @@ def sparse_(
     if math.prod(local) == 0:
         return x
     # Resolve once (a Generator's stream is taken here), then fill the values on exactly that
-    # (key, stream) through a throw-away generator positioned on it.
+    # (key, stream); the zero pattern reads the same key on a stream derived from it.
     key, stream = resolve(seed)
     _fills.fill_at(x, "normal", (0.0, std), key, stream, global_shape, global_offset)
     if num_zeros == 0:

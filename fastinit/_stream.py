@@ -144,7 +144,12 @@ def resolve(seed: int | Generator | None) -> tuple[int, int]:
     if seed is None:
         seed = default_generator
     if isinstance(seed, Generator):
-        return seed.seed, seed.next_stream()
+        # Key and stream under one lock: a concurrent manual_seed must not pair the old key
+        # with the new generator's stream 0.
+        with seed._lock:
+            key, stream = seed._seed, seed._stream
+            seed._stream = wrap_u64(stream + 1)
+        return key, stream
     return as_u64(seed, "seed"), 0
 
 

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from .. import _orthogonal, _stream
 from . import _target
+from ._signal import text_table
 
 __all__ = ["LSUVLayer", "LSUVReport", "lsuv_"]
 
@@ -66,9 +67,11 @@ class LSUVReport:
     Attributes
     ----------
     layers : list of LSUVLayer
+        One row per rescaled layer, in the order the forward pass first reached them.
     seed : int
         The 64-bit base seed used (drawn from torch's default generator when ``seed=None``).
     tol : float
+        The tolerance the layers were rescaled to, ``abs(std - 1) <= tol``.
     """
 
     layers: list[LSUVLayer] = field(default_factory=list)
@@ -90,7 +93,12 @@ class LSUVReport:
         return all(layer.converged for layer in self.layers)
 
     def table(self) -> str:
-        """The rows as an aligned plain-text table."""
+        """The rows as an aligned plain-text table.
+
+        Returns
+        -------
+        str
+        """
         header = ["#", "layer", "type", "std before", "std after", "scale", "iters", "ok"]
         body = [
             [
@@ -105,15 +113,7 @@ class LSUVReport:
             ]
             for i, r in enumerate(self.layers)
         ]
-        widths = [max(len(row[c]) for row in [header, *body]) for c in range(len(header))]
-
-        def line(row: list[str]) -> str:
-            return "  ".join(
-                cell.ljust(w) if c in (1, 2) else cell.rjust(w)
-                for c, (cell, w) in enumerate(zip(row, widths, strict=True))
-            ).rstrip()
-
-        return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, body)])
+        return text_table(header, body)
 
     def __str__(self) -> str:
         return self.table()

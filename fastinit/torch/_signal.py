@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["LayerSignal", "SignalReport", "plot_signal", "signal_report"]
+__all__ = ["LayerSignal", "SignalReport", "plot_signal", "signal_report", "text_table"]
 
 #: Seed of the private generator that draws the default output gradient.
 _GRAD_SEED = 0
@@ -99,6 +99,32 @@ def _with_ratios(rows: Sequence[LayerSignal]) -> list[LayerSignal]:
 
 def _fmt(value: float, spec: str = ".3g") -> str:
     return "-" if math.isnan(value) else format(value, spec)
+
+
+def text_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
+    """An aligned plain-text table: columns 1 and 2 (name, type) left-aligned, the rest right.
+
+    Parameters
+    ----------
+    header : sequence of str
+        The column titles.
+    body : sequence of sequence of str
+        The rows, each with one cell per column.
+
+    Returns
+    -------
+    str
+        The header, a rule of dashes and the rows, one per line, without trailing blanks.
+    """
+    widths = [max(len(row[c]) for row in [header, *body]) for c in range(len(header))]
+
+    def line(row: Sequence[str]) -> str:
+        return "  ".join(
+            cell.ljust(w) if c in (1, 2) else cell.rjust(w)
+            for c, (cell, w) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, body)])
 
 
 @dataclass(frozen=True)
@@ -201,16 +227,7 @@ class SignalReport:
             lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
             lines += ["| " + " | ".join(row) + " |" for row in body]
             return "\n".join(lines)
-        widths = [max(len(row[c]) for row in [header, *body]) for c in range(len(header))]
-        left = {1, 2}
-
-        def line(row: list[str]) -> str:
-            return "  ".join(
-                cell.ljust(w) if c in left else cell.rjust(w)
-                for c, (cell, w) in enumerate(zip(row, widths, strict=True))
-            ).rstrip()
-
-        return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, body)])
+        return text_table(header, body)
 
     def __str__(self) -> str:
         return self.table()

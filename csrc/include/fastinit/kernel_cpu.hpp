@@ -388,7 +388,8 @@ inline void emit_group(const FillParams& P, const KS& ks, uint64_t block, void* 
     char* d = static_cast<char*>(dst);
 #if defined(FASTINIT_X86_SIMD) || defined(FASTINIT_NEON_SIMD)
     if constexpr (L::W > 1) {
-      // float64 math runs on native-width vectors: each half of the group's blocks separately.
+      // float64 math runs on native-width vectors, L::W / LD::W pieces of the group's blocks
+      // in turn: halves on AVX-512 and NEON, quarters on AVX2's paired lanes.
       using LD = CpuLanesD;
       const U32 xs[4] = {x0, x1, x2, x3};
       for (int h = 0; h < L::W / LD::W; ++h) {

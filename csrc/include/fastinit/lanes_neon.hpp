@@ -85,7 +85,7 @@ struct NeonLanes {
 };
 
 // float64 lanes: 2 doubles per register, so a group's float64 work runs in two halves of
-// 2 blocks each (the same split as the x86 sets).
+// 2 blocks each (as on AVX-512; AVX2's paired lanes split theirs in quarters).
 struct NeonLanesD {
   static constexpr int W = 2;
   typedef uint32_t U32 __attribute__((vector_size(8)));
