@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -138,16 +139,26 @@ def test_global_shapes_beyond_int64_are_value_errors(gs: tuple, go: tuple) -> No
 # ----------------------------------------------------------------------------- no big temporaries
 
 
-def test_eye_shard_outside_a_huge_global_shape_allocates_nothing() -> None:
+def test_eye_and_dirac_shards_of_huge_global_shapes_allocate_nothing() -> None:
     # R8: the diagonal of the *global* matrix used to be materialized before the shard was
-    # checked (2^40 indices here: a MemoryError instead of the ValueError).
+    # checked: 1 GiB of indices here (NumPy reports its allocations to tracemalloc).
     x = np.full((4, 6), SENTINEL, np.float32)
-    with pytest.raises(ValueError, match="does not fit"):
-        fastinit.eye_(x, global_shape=(2**40, 2**40), global_offset=(0, 2**40))
-    assert (x == SENTINEL).all()
-    fastinit.eye_(x, global_shape=(2**40, 2**40), global_offset=(2**39, 2**39 + 1))
-    ref = np.eye(4, 6, k=1, dtype=np.float32)
-    assert np.array_equal(x, ref)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match="does not fit"):
+            fastinit.eye_(x, global_shape=(2**27, 2**27), global_offset=(0, 2**27))
+        assert (x == SENTINEL).all()
+        fastinit.eye_(x, global_shape=(2**27, 2**27), global_offset=(2**26, 2**26 + 1))
+        w = np.full((3, 2, 3), SENTINEL, np.float32)
+        fastinit.dirac_(w, global_shape=(2**26, 2**26, 3), global_offset=(5, 4, 0))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20, peak
+    assert np.array_equal(x, np.eye(4, 6, k=-1, dtype=np.float32))
+    ref = np.zeros((3, 2, 3), np.float32)
+    ref[0, 1, 1] = 1  # (5, 5, 1) of the global tensor is on its diagonal
+    assert np.array_equal(w, ref)
 
 
 def test_eye_and_dirac_shards_equal_the_whole() -> None:
