@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -332,11 +333,14 @@ bool for_each_segment(const RunLayout& L, const Seg& seg, const StopCheck& stop)
   chunk = (chunk + 255) / 256 * 256;
   const int64_t nchunks = N / chunk + (N % chunk != 0);
   const int use = static_cast<int>(std::min<int64_t>(threads, nchunks));
-  const int64_t per_slice = stop ? 4 * static_cast<int64_t>(use) : nchunks;
+  // Slices start at one chunk per thread and then aim at ~50 ms each, whatever the speed of
+  // the machine and the distribution (a sanitized build is ten times slower).
+  int64_t per_slice = stop ? use : nchunks;
   if (use > 1) note_parallel_use();
-  for (int64_t c0 = 0; c0 < nchunks; c0 += per_slice) {
+  for (int64_t c0 = 0, c1 = 0; c0 < nchunks; c0 = c1) {
     if (c0 > 0 && stop()) return false;
-    const int64_t c1 = std::min(nchunks, c0 + per_slice);
+    c1 = std::min(nchunks, c0 + per_slice);
+    const auto t0 = std::chrono::steady_clock::now();
 #pragma omp parallel for schedule(dynamic, 1) num_threads(use) if (use > 1)
     for (int64_t c = c0; c < c1; ++c) {
       int64_t k = c * chunk;
@@ -354,6 +358,11 @@ bool for_each_segment(const RunLayout& L, const Seg& seg, const StopCheck& stop)
         seg(gi, mi, len);
         k += len;
       }
+    }
+    if (stop) {
+      const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const double want = static_cast<double>(c1 - c0) * 0.05 / std::max(dt, 1e-6);
+      per_slice = std::clamp<int64_t>(static_cast<int64_t>(want), use, 64 * int64_t{use});
     }
   }
   return true;

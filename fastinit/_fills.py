@@ -291,8 +291,14 @@ def truncated_normal_(
         # A point mass at the mean, whatever the bounds in units of a zero stddev (computing
         # them would give 0 * inf = NaN for an infinite bound).
         return trunc_normal_(
-            x, m, 0.0, -math.inf, math.inf,
-            seed=seed, global_shape=global_shape, global_offset=global_offset,
+            x,
+            m,
+            0.0,
+            -math.inf,
+            math.inf,
+            seed=seed,
+            global_shape=global_shape,
+            global_offset=global_offset,
         )
     return trunc_normal_(
         x,

@@ -434,9 +434,7 @@ def delta_orthogonal_(
     threads = _fills.get_num_threads()
 
     def call(key: int, stream: int) -> None:
-        target.run(
-            lambda: module.delta_orthogonal(target.handle, g, key, stream, axis, threads)
-        )
+        target.run(lambda: module.delta_orthogonal(target.handle, g, key, stream, axis, threads))
 
     run_seeded(seed, call)
     return x

@@ -508,3 +508,154 @@ def test_orthogonal_slices_change_no_bit(shape: tuple[int, int], dtype: type) ->
         x = np.empty(shape, dtype)
         blas.orthogonal(x, 1.0, 7, 3, None, threads, True, 0, cols)
         assert x.tobytes() == ref.tobytes(), cols
+
+
+# ----------------------------------------------------------------------------- torch at the core
+
+
+def test_core_fill_bumps_the_version_counter() -> None:
+    # R5: the core API wrote behind autograd's back; backward silently used stale values.
+    torch = pytest.importorskip("torch")
+    a = torch.full((4, 4), 3.0, requires_grad=True)
+    b = a * 1
+    c = (b * b).sum()
+    v = b._version
+    fastinit.normal_(b, seed=1)
+    assert b._version > v
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        c.backward()
+    for call in (
+        lambda t: fastinit.constant_(t, 2.0),
+        lambda t: fastinit.eye_(t),
+        lambda t: fastinit.orthogonal_(t, seed=1),
+    ):
+        t = torch.empty(3, 3)
+        v = t._version
+        call(t)
+        assert t._version > v
+
+
+@pytest.mark.parametrize("fill", ["uniform", "constant", "normal", "orthogonal"])
+def test_negative_views_read_the_values_written(fill: str) -> None:
+    # R11: a negative view (c.conj().imag) read back the negated values.
+    torch = pytest.importorskip("torch")
+    c = torch.zeros(8, 8, dtype=torch.complex64)
+    view = c.conj().imag
+    assert view.is_neg()
+    plain = torch.empty(8, 8)
+    if fill == "uniform":
+        fastinit.uniform_(view, 0.0, 1.0, seed=3)
+        fastinit.uniform_(plain, 0.0, 1.0, seed=3)
+        assert float(view.min()) >= 0.0
+    elif fill == "constant":
+        fastinit.constant_(view, 3.0)
+        fastinit.constant_(plain, 3.0)
+    elif fill == "normal":
+        fastinit.normal_(view, seed=3)
+        fastinit.normal_(plain, seed=3)
+    else:
+        fastinit.orthogonal_(view, seed=3)
+        fastinit.orthogonal_(plain, seed=3)
+    assert torch.equal(view.resolve_neg(), plain)
+    assert torch.equal(c.imag, -plain)
+
+
+def test_fake_tensors_are_a_no_op_and_storage_less_tensors_an_error() -> None:
+    # R2: a FakeTensor's export had a NULL data pointer: SIGSEGV.
+    torch = pytest.importorskip("torch")
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():
+        t = torch.empty(16, 16)
+        assert fastinit.normal_(t, seed=1) is t
+        assert fastinit.constant_(t, 1.0) is t
+        assert fastinit.orthogonal_(t, seed=1) is t
+    from torch._subclasses.functional_tensor import FunctionalTensor, FunctionalTensorMode
+
+    with FunctionalTensorMode():
+        f = torch.empty(4, 4)
+    if isinstance(f, FunctionalTensor):
+        with pytest.raises((BufferError, TypeError)):
+            fastinit.normal_(f, seed=1)
+
+
+def test_dtensor_at_the_core_api_is_a_clear_error() -> None:
+    torch = pytest.importorskip("torch")
+    dist = pytest.importorskip("torch.distributed")
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    if not dist.is_available():
+        pytest.skip("torch.distributed is not available")
+    if dist.is_initialized():
+        pytest.skip("a process group is already initialized")
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    try:
+        mesh = init_device_mesh("cpu", (1,))
+        d = distribute_tensor(torch.zeros(8, 4), mesh, [Shard(0)])
+        with pytest.raises(TypeError, match="DTensor"):
+            fastinit.normal_(d, seed=1)
+        assert torch.equal(d.to_local(), torch.zeros(8, 4))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.filterwarnings("ignore:.*(beta|prototype) (state|stage):UserWarning")
+@pytest.mark.parametrize("layout", ["coo", "csr", "nested"])
+def test_sparse_and_nested_tensors(layout: str) -> None:
+    # R12: fastinit.torch raised where torch works; the core API gives a clear TypeError.
+    torch = pytest.importorskip("torch")
+    import fastinit.torch as ft
+
+    if layout == "nested":
+        t = torch.nested.nested_tensor([torch.ones(2, 3), torch.ones(4, 3)])
+    else:
+        t = torch.ones(4, 4).to_sparse() if layout == "coo" else torch.ones(4, 4).to_sparse_csr()
+    with pytest.raises(TypeError, match=r"layout|nested"):
+        fastinit.normal_(t, seed=1)
+    if layout != "nested":
+        ft.zeros_(t)
+        assert float(t.to_dense().abs().sum()) == 0.0
+    else:
+        ft.zeros_(t)
+        assert all(float(c.abs().sum()) == 0.0 for c in t.unbind())
+
+
+@pytest.mark.filterwarnings("ignore:mean is more than 2 std:UserWarning")
+def test_torch_drop_in_accepts_what_torch_accepts() -> None:
+    # R12: parameters torch accepts and the kernels cannot honour fall back to torch.
+    torch = pytest.importorskip("torch")
+    import fastinit.torch as ft
+
+    t = torch.empty(1000)
+    ft.trunc_normal_(t, 0.0, 1.0, 40.0, 41.0)
+    assert float(t.min()) >= 40.0 and float(t.max()) <= 41.0
+    ft.normal_(t, mean=float("inf"))
+    assert bool(torch.isinf(t).all())
+
+
+def test_argument_messages() -> None:
+    # R13
+    x = np.full((4, 4), SENTINEL, np.float32)
+    with pytest.raises(ValueError, match="overflows the float32"):
+        fastinit.orthogonal_(x, gain=1e39, seed=1)
+    fastinit.orthogonal_(np.empty((4, 4)), gain=1e39, seed=1)  # float64 holds it
+    with pytest.raises(TypeError, match="real number"):
+        fastinit.normal_(x, "1.0", seed=1)
+    with pytest.raises(TypeError, match="real number"):
+        fastinit.constant_(x, "2")
+    for bad in ([1.0, 2.0], None, "w"):
+        with pytest.raises(TypeError, match="expected a NumPy array"):
+            fastinit.xavier_uniform_(bad)
+        with pytest.raises(TypeError, match="expected a NumPy array"):
+            fastinit.eye_(bad)
+    with pytest.raises(ValueError, match="groups"):
+        fastinit.dirac_(np.empty((4, 4, 3), np.float32), groups=0)
+    assert (x == SENTINEL).all()
+    fastinit.truncated_normal_(x, stddev=0.0, mean=0.5, lower=-np.inf)
+    assert (x == 0.5).all()
