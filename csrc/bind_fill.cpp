@@ -8,6 +8,7 @@
 #include "fastinit/buffer.hpp"
 #include "fastinit/dlpack.hpp"
 #include "fastinit/fill.hpp"
+#include "fastinit/gil.hpp"
 #include "fastinit/kernel_table.hpp"
 #include "fastinit/lanes_scalar.hpp"
 #include "fastinit/philox.hpp"
@@ -32,8 +33,7 @@ void register_fill(py::module_& m) {
         require_host_memory(b, "the CPU kernels");
         const Shard s = make_shard(b, global_shape, global_offset);
         const FillParams P = make_params(dist, b.dtype, params, key, stream);
-        py::gil_scoped_release nogil;
-        fill_cpu(b, s, P);
+        run_without_gil([&](const StopCheck& stop) { fill_cpu(b, s, P, stop); });
       },
       py::arg("target"), py::arg("dist"), py::arg("params"), py::arg("key"), py::arg("stream"),
       py::arg("global_shape") = py::none(), py::arg("global_offset") = py::none());
@@ -44,8 +44,7 @@ void register_fill(py::module_& m) {
         BufferView b = acquire_buffer(target);
         require_host_memory(b, "the CPU kernels");
         make_shard(b, global_shape, global_offset);  // validated for symmetry with the fills
-        py::gil_scoped_release nogil;
-        constant_cpu(b, value);
+        run_without_gil([&](const StopCheck& stop) { constant_cpu(b, value, stop); });
       },
       py::arg("target"), py::arg("value"), py::arg("global_shape") = py::none(),
       py::arg("global_offset") = py::none());
@@ -60,8 +59,7 @@ void register_fill(py::module_& m) {
         const Shard s = make_shard(b, global_shape, global_offset);
         const int64_t* idx = indices.data();
         const int64_t n = indices.size();
-        py::gil_scoped_release nogil;
-        scatter_constant_cpu(b, s, value, idx, n);
+        run_without_gil([&](const StopCheck&) { scatter_constant_cpu(b, s, value, idx, n); });
       },
       py::arg("target"), py::arg("value"), py::arg("indices"),
       py::arg("global_shape") = py::none(), py::arg("global_offset") = py::none());
@@ -72,8 +70,7 @@ void register_fill(py::module_& m) {
         if (n < 0) throw std::invalid_argument("fastinit: n must be >= 0");
         py::array_t<uint32_t> out(n);
         uint32_t* o = out.mutable_data();
-        {
-          py::gil_scoped_release nogil;
+        run_without_gil([&](const StopCheck&) {
           for (int64_t i = 0; i < n; ++i) {
             const uint64_t w = offset + static_cast<uint64_t>(i);
             const uint64_t block = w >> 2;
@@ -84,7 +81,7 @@ void register_fill(py::module_& m) {
             const uint32_t words[4] = {c0, c1, c2, c3};
             o[i] = words[w & 3];
           }
-        }
+        });
         return out;
       },
       py::arg("n"), py::arg("key"), py::arg("stream"), py::arg("offset") = 0);

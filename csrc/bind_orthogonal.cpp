@@ -9,6 +9,7 @@
 
 #include "fastinit/buffer.hpp"
 #include "fastinit/fill.hpp"
+#include "fastinit/gil.hpp"
 #include "fastinit/kernel_table.hpp"
 #include "fastinit/native_state.hpp"
 #include "fastinit/orthogonal.hpp"
@@ -44,16 +45,20 @@ void register_orthogonal(py::module_& m) {
   m.def(
       "orthogonal",
       [](py::handle target, double gain, uint64_t key, uint64_t stream,
-         std::optional<int> column_axis, int threads, bool sign_correction, int64_t block) {
+         std::optional<int> column_axis, int threads, bool sign_correction, int64_t block,
+         int64_t slice_cols) {
         BufferView b = acquire_buffer(target);
         require_host_memory(b, "orthogonal initialization (CPU only)");
-        const OrthogonalOptions o = options(gain, key, stream, threads, sign_correction, block);
-        py::gil_scoped_release nogil;
-        orthogonal_cpu(b, column_axis, o);
+        OrthogonalOptions o = options(gain, key, stream, threads, sign_correction, block);
+        o.slice_cols = slice_cols;
+        run_without_gil([&](const StopCheck& stop) {
+          o.stop = stop;
+          orthogonal_cpu(b, column_axis, o);
+        });
       },
       py::arg("target"), py::arg("gain"), py::arg("key"), py::arg("stream"),
       py::arg("column_axis") = py::none(), py::arg("threads") = 1,
-      py::arg("sign_correction") = true, py::arg("block") = 0,
+      py::arg("sign_correction") = true, py::arg("block") = 0, py::arg("slice_cols") = 0,
       "gain * a Haar (semi-)orthogonal matrix, in place (see fastinit.orthogonal_).");
 
   m.def(
@@ -62,9 +67,11 @@ void register_orthogonal(py::module_& m) {
          std::optional<int> column_axis, int threads) {
         BufferView b = acquire_buffer(target);
         require_host_memory(b, "orthogonal initialization (CPU only)");
-        const OrthogonalOptions o = options(gain, key, stream, threads, true, 0);
-        py::gil_scoped_release nogil;
-        delta_orthogonal_cpu(b, column_axis, o);
+        OrthogonalOptions o = options(gain, key, stream, threads, true, 0);
+        run_without_gil([&](const StopCheck& stop) {
+          o.stop = stop;
+          delta_orthogonal_cpu(b, column_axis, o);
+        });
       },
       py::arg("target"), py::arg("gain"), py::arg("key"), py::arg("stream"),
       py::arg("column_axis") = py::none(), py::arg("threads") = 1,

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "fastinit/dlpack.hpp"
+#include "fastinit/gil.hpp"
 
 namespace fastinit {
 
@@ -104,7 +105,13 @@ void fill_from_dltensor(BufferView& b, const DLTensor& t) {
       s *= static_cast<uint64_t>(b.shape[d]);
     }
   }
-  b.data = static_cast<char*>(t.data) + t.byte_offset;
+  if (t.data == nullptr && b.size() != 0)
+    // Storage-less tensors (a DTensor's or FakeTensor's wrapper, a functional tensor) export
+    // a NULL data pointer: there is nothing here to write.
+    raise_buffer_error(
+        "fastinit: the DLPack tensor has no data (NULL data pointer); a storage-less tensor "
+        "(DTensor, FakeTensor, functional tensor) cannot be filled through DLPack");
+  b.data = t.data == nullptr ? nullptr : static_cast<char*>(t.data) + t.byte_offset;
 }
 
 }  // namespace
@@ -142,6 +149,9 @@ BufferView acquire_buffer(py::handle obj) {
     }
     b.data = static_cast<char*>(arr.mutable_data());
     b.owner = std::shared_ptr<void>(obj.ptr(), [](void* p) {
+      // A daemon thread ended at interpreter exit unwinds through here without the GIL and
+      // cannot take it (see gil.hpp): the reference is leaked with the dying interpreter.
+      if (interpreter_finalizing() && !PyGILState_Check()) return;
       py::gil_scoped_acquire gil;
       Py_DECREF(static_cast<PyObject*>(p));
     });

@@ -1,6 +1,7 @@
 #include "fastinit/fill.hpp"
 
 #include <omp.h>
+#include <pthread.h>
 #include <unistd.h>
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -8,6 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -24,7 +26,25 @@ namespace {
 
 std::atomic<int> g_threads{0};
 
+// Fork: GNU OpenMP's thread pool does not survive fork(). A child forked after the parent ran
+// a parallel region inherits the pool's bookkeeping but none of its threads, and its first
+// parallel region with more than one thread waits for them forever. Such a child therefore
+// runs every fastinit kernel on its own thread (same values: they never depend on the thread
+// count); a child of a process that never went parallel keeps the full count.
+std::atomic<bool> g_parallel_used{false};
+std::atomic<bool> g_single_after_fork{false};
+
+void after_fork_in_child() {
+  if (g_parallel_used.load(std::memory_order_relaxed))
+    g_single_after_fork.store(true, std::memory_order_relaxed);
+}
+
+const bool g_atfork_registered = [] {
+  return pthread_atfork(nullptr, nullptr, &after_fork_in_child) == 0;
+}();
+
 int threads_now() {
+  if (g_single_after_fork.load(std::memory_order_relaxed)) return 1;
   int t = g_threads.load(std::memory_order_relaxed);
   return t > 0 ? t : omp_get_max_threads();
 }
@@ -242,40 +262,60 @@ namespace {
 // threads dynamically, and calls seg(global_start, memory_start, length) for each contiguous
 // piece of a run. Chunks are multiples of 256 elements, so in the contiguous case every chunk
 // starts on a whole SIMD group and no Philox block is generated twice.
+// The chunks run in slices of a few per thread, one parallel region each; between slices the
+// calling thread asks stop() (if given) whether to give up, so that a long fill answers
+// Ctrl-C within a slice's time. A value depends on its position only, so neither the chunks
+// nor the slices change a bit. Returns false when stop() said so (the buffer then holds the
+// slices written so far).
 // threads: 0 for the process-wide count (set_num_threads / OpenMP's default).
 template <class Seg>
-void for_each_segment(const RunLayout& L, const Seg& seg, int threads = 0) {
+bool for_each_segment(const RunLayout& L, const Seg& seg, const StopCheck& stop, int threads = 0) {
   const int64_t N = L.total;
-  if (N == 0) return;
+  if (N == 0) return true;
   if (threads <= 0) threads = threads_now();
   int64_t chunk = N / (static_cast<int64_t>(threads) * 8);
   chunk = std::clamp<int64_t>(chunk, 16384, int64_t{1} << 20);
   chunk = (chunk + 255) / 256 * 256;
-  const int64_t nchunks = (N + chunk - 1) / chunk;
+  const int64_t nchunks = N / chunk + (N % chunk != 0);
   const int use = static_cast<int>(std::min<int64_t>(threads, nchunks));
+  // Slices start at one chunk per thread and then aim at ~50 ms each, whatever the speed of
+  // the machine and the distribution (a sanitized build is ten times slower).
+  int64_t per_slice = stop ? use : nchunks;
+  if (use > 1) note_parallel_use();
+  for (int64_t c0 = 0, c1 = 0; c0 < nchunks; c0 = c1) {
+    if (c0 > 0 && stop()) return false;
+    c1 = std::min(nchunks, c0 + per_slice);
+    const auto t0 = std::chrono::steady_clock::now();
 #pragma omp parallel for schedule(dynamic, 1) num_threads(use) if (use > 1)
-  for (int64_t c = 0; c < nchunks; ++c) {
-    int64_t k = c * chunk;
-    const int64_t kend = std::min(N, k + chunk);
-    while (k < kend) {
-      const int64_t r = k / L.inner, j = k % L.inner;
-      const int64_t len = std::min(L.inner - j, kend - k);
-      int64_t gi = L.base + j * L.inner_gstride, mi = j * L.inner_mstride, rr = r;
-      for (int d = static_cast<int>(L.outer.size()) - 1; d >= 0; --d) {
-        const int64_t idx = rr % L.outer[d];
-        rr /= L.outer[d];
-        gi += idx * L.outer_g[d];
-        mi += idx * L.outer_m[d];
+    for (int64_t c = c0; c < c1; ++c) {
+      int64_t k = c * chunk;
+      const int64_t kend = N - k > chunk ? k + chunk : N;
+      while (k < kend) {
+        const int64_t r = k / L.inner, j = k % L.inner;
+        const int64_t len = std::min(L.inner - j, kend - k);
+        int64_t gi = L.base + j * L.inner_gstride, mi = j * L.inner_mstride, rr = r;
+        for (int d = static_cast<int>(L.outer.size()) - 1; d >= 0; --d) {
+          const int64_t idx = rr % L.outer[d];
+          rr /= L.outer[d];
+          gi += idx * L.outer_g[d];
+          mi += idx * L.outer_m[d];
+        }
+        seg(gi, mi, len);
+        k += len;
       }
-      seg(gi, mi, len);
-      k += len;
+    }
+    if (stop) {
+      const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const double want = static_cast<double>(c1 - c0) * 0.05 / std::max(dt, 1e-6);
+      per_slice = std::clamp<int64_t>(static_cast<int64_t>(want), use, 64 * int64_t{use});
     }
   }
+  return true;
 }
 
 }  // namespace
 
-void fill_cpu(const BufferView& b, const Shard& s, const FillParams& P) {
+bool fill_cpu(const BufferView& b, const Shard& s, const FillParams& P, const StopCheck& stop) {
   // The kernels throw for an unknown (distribution, dtype) id, but an exception must not leave
   // an OpenMP region: check here, before anything is written.
   visit_fill(P.dist, P.dtype, [](auto, auto) {});
@@ -286,7 +326,7 @@ void fill_cpu(const BufferView& b, const Shard& s, const FillParams& P) {
   const bool nt = L.total * isz > nt_threshold_bytes();
   char* const data = b.data;
   constexpr int64_t kTmp = 4096;
-  for_each_segment(L, [&](int64_t g, int64_t m, int64_t len) {
+  return for_each_segment(L, [&](int64_t g, int64_t m, int64_t len) {
     if (L.inner_gstride == 1 && L.inner_mstride == 1) {
       char* const out = data + m * isz;
       kt.fill_range(P, out, g, len, nt && pages_resident(out, len * isz));
@@ -308,17 +348,17 @@ void fill_cpu(const BufferView& b, const Shard& s, const FillParams& P) {
         std::memcpy(data + (m + t * L.inner_mstride) * isz, tmp, isz);
       }
     }
-  });
+  }, stop);
 }
 
-void constant_cpu(const BufferView& b, double value, int threads) {
+bool constant_cpu(const BufferView& b, double value, const StopCheck& stop, int threads) {
   Shard whole{b.shape, std::vector<int64_t>(b.shape.size(), 0)};
   const RunLayout L = make_layout(b, whole);
   const int64_t isz = dtype_size(b.dtype);
   alignas(8) unsigned char pattern[8];
   encode_value(value, b.dtype, pattern);
   char* const data = b.data;
-  for_each_segment(L, [&](int64_t, int64_t m, int64_t len) {
+  return for_each_segment(L, [&](int64_t, int64_t m, int64_t len) {
     auto fill_typed = [&](auto tag) {
       using T = decltype(tag);
       T v;
@@ -334,7 +374,7 @@ void constant_cpu(const BufferView& b, double value, int threads) {
     if (isz == 8) fill_typed(uint64_t{});
     else if (isz == 4) fill_typed(uint32_t{});
     else fill_typed(uint16_t{});
-  }, threads);
+  }, stop, threads);
 }
 
 std::vector<int64_t> scatter_offsets(const BufferView& b, const Shard& s, const int64_t* indices,
@@ -370,6 +410,13 @@ void scatter_constant_cpu(const BufferView& b, const Shard& s, double value,
   for (const int64_t m : scatter_offsets(b, s, indices, count))
     std::memcpy(b.data + m * isz, pattern, isz);
 }
+
+void note_parallel_use() {
+  (void)g_atfork_registered;
+  g_parallel_used.store(true, std::memory_order_relaxed);
+}
+
+bool single_threaded_after_fork() { return g_single_after_fork.load(std::memory_order_relaxed); }
 
 void set_num_threads(int n) {
   if (n < 1) throw std::invalid_argument("fastinit: the number of threads must be >= 1");

@@ -7,6 +7,7 @@
 
 #include <cblas.h>
 #include <omp.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <climits>
@@ -14,6 +15,7 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <stdexcept>
 
 #include "fastinit/fill.hpp"
@@ -70,6 +72,19 @@ std::mutex& blas_mutex() {
   static std::mutex m;
   return m;
 }
+
+// A child forked while another thread of the parent held the lock would wait for it forever:
+// the holder does not exist in the child, so the child starts with a fresh, unlocked one.
+void reset_blas_mutex_in_child() { new (&blas_mutex()) std::mutex(); }
+const bool g_blas_atfork = [] {
+  return pthread_atfork(nullptr, nullptr, &reset_blas_mutex_in_child) == 0;
+}();
+
+// Trailing columns updated per BLAS call in phase 2 when the call may be interrupted: ~0.06 s
+// of work on two idle cores for the largest blocks (M = 8192, 256 reflectors). Narrower slices
+// answer sooner but cost more: 512 columns made a 2048^2 call 1.66x slower on the loaded VM
+// (every BLAS call synchronizes its threads), 2048 columns nothing measurable.
+constexpr int64_t kSliceCols = 2048;
 
 // Reflectors per block: larger blocks give the trailing gemms more work per pass over memory,
 // smaller ones less overhead (syrk, T, the panel) on small matrices; measured on AVX-512.
@@ -162,12 +177,13 @@ struct Phase1Scratch {
 // and in the stream, so each block of columns is written row by row in place.
 template <class S>
 void write_reflectors_rowmajor(S* q, int64_t M, int64_t N, int64_t ld, const FillParams& P,
-                               double* tau, double* d, int threads, Phase1Scratch<S>& scratch) {
+                               double* tau, double* d, int threads, Phase1Scratch<S>& scratch,
+                               int64_t blk0, int64_t blk1) {
   const KernelTable& kt = active_kernels();
-  const int64_t nblk = (N + kPhase1Width - 1) / kPhase1Width;
   const bool par = threads > 1 && M * N >= kParallelMinElements;
+  if (par) note_parallel_use();
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (par)
-  for (int64_t blk = 0; blk < nblk; ++blk) {
+  for (int64_t blk = blk0; blk < blk1; ++blk) {
     const int64_t j0 = blk * kPhase1Width, j1 = std::min(N, j0 + kPhase1Width);
     const int tid = omp_get_thread_num();
     ColumnSquares sq(scratch.squares_of(tid), j1 - j0);
@@ -191,13 +207,14 @@ void write_reflectors_rowmajor(S* q, int64_t M, int64_t N, int64_t ld, const Fil
 // transposed (16 rows of one column are one 64-byte line for float32).
 template <class S>
 void write_reflectors_colmajor(S* q, int64_t M, int64_t N, int64_t ld, const FillParams& P,
-                               double* tau, double* d, int threads, Phase1Scratch<S>& scratch) {
+                               double* tau, double* d, int threads, Phase1Scratch<S>& scratch,
+                               int64_t blk0, int64_t blk1) {
   constexpr int64_t C = kPhase1Rows;
   const KernelTable& kt = active_kernels();
-  const int64_t nblk = (N + kPhase1Width - 1) / kPhase1Width;
   const bool par = threads > 1 && M * N >= kParallelMinElements;
+  if (par) note_parallel_use();
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (par)
-  for (int64_t blk = 0; blk < nblk; ++blk) {
+  for (int64_t blk = blk0; blk < blk1; ++blk) {
     const int64_t j0 = blk * kPhase1Width, j1 = std::min(N, j0 + kPhase1Width), w = j1 - j0;
     const int tid = omp_get_thread_num();
     ColumnSquares sq(scratch.squares_of(tid), w);
@@ -226,6 +243,25 @@ void write_reflectors_colmajor(S* q, int64_t M, int64_t N, int64_t ld, const Fil
   }
 }
 
+// Phase 1 in slices of a few column blocks per thread, asking opt.stop between them (the
+// blocks are independent, so the slicing changes no bit). Returns false when stopped.
+template <class S>
+bool write_reflectors(S* q, int64_t M, int64_t N, int64_t ld, bool row_major, const FillParams& P,
+                      double* tau, double* d, const OrthogonalOptions& opt,
+                      Phase1Scratch<S>& scratch) {
+  const int64_t nblk = (N + kPhase1Width - 1) / kPhase1Width;
+  const int64_t per_slice = opt.stop ? static_cast<int64_t>(opt.threads) : nblk;
+  for (int64_t b0 = 0; b0 < nblk; b0 += per_slice) {
+    if (b0 > 0 && opt.stop()) return false;
+    const int64_t b1 = std::min(nblk, b0 + per_slice);
+    if (row_major)
+      write_reflectors_rowmajor(q, M, N, ld, P, tau, d, opt.threads, scratch, b0, b1);
+    else
+      write_reflectors_colmajor(q, M, N, ld, P, tau, d, opt.threads, scratch, b0, b1);
+  }
+  return true;
+}
+
 // ---------------------------------------------------------------- accumulation (phase 2)
 
 // Phase 2's workspace, (M + N) nb + 3 nb^2 + nb elements of S and 3 nb^2 + nb doubles,
@@ -245,7 +281,7 @@ int64_t block_size(int64_t N, const OrthogonalOptions& opt) {
 }
 
 template <class S>
-void accumulate_reflectors(S* q, int64_t M, int64_t N, int64_t ld, bool row_major,
+bool accumulate_reflectors(S* q, int64_t M, int64_t N, int64_t ld, bool row_major,
                            const double* tau, const double* d, const OrthogonalOptions& opt,
                            Phase2Scratch<S>& w) {
   const CBLAS_ORDER O = row_major ? CblasRowMajor : CblasColMajor;
@@ -290,15 +326,23 @@ void accumulate_reflectors(S* q, int64_t M, int64_t N, int64_t ld, bool row_majo
         T[at(p, k, ib)] = p <= k ? static_cast<S>(Td[k * nb + p]) : S(0);
 
     // Columns to the right: C = (I - V T V^T) C. The block's own rows of C are still zero, so
-    // V^T C needs only V's rows below the block.
-    if (c > 0) {
+    // V^T C needs only V's rows below the block. Interruptible float32 calls take the columns
+    // in slices: OpenBLAS's sgemm/strmm give each column the same bits whatever the slicing
+    // (checked by test_reliability on every build), its dgemm does not (a few ulps at some
+    // widths), so float64 keeps whole blocks and answers Ctrl-C once per block.
+    const bool sliced = opt.stop && sizeof(S) == 4;
+    const int64_t cslice = !sliced ? c : (opt.slice_cols > 0 ? opt.slice_cols : kSliceCols);
+    if (bi != nblocks - 1 && opt.stop && opt.stop()) return false;
+    for (int64_t c0 = 0; c0 < c; c0 += cslice) {
+      if (c0 > 0 && opt.stop()) return false;
+      const int64_t cn = std::min(cslice, c - c0);
       const S* V2 = V + at(ib, 0, ldv);
-      const S* C2 = q + at(i + ib, i + ib, ld);
-      const int64_t ldy = row_major ? c : ib;
-      gemm(O, CblasTrans, CblasNoTrans, ib, c, L - ib, S(1), V2, ldv, C2, ld, S(0), Y, ldy);
-      trmm(O, CblasLeft, CblasUpper, CblasNoTrans, ib, c, T, ib, Y, ldy);
-      gemm(O, CblasNoTrans, CblasNoTrans, L, c, ib, S(-1), V, ldv, Y, ldy, S(1),
-           q + at(i, i + ib, ld), ld);
+      const S* C2 = q + at(i + ib, i + ib + c0, ld);
+      const int64_t ldy = row_major ? cn : ib;
+      gemm(O, CblasTrans, CblasNoTrans, ib, cn, L - ib, S(1), V2, ldv, C2, ld, S(0), Y, ldy);
+      trmm(O, CblasLeft, CblasUpper, CblasNoTrans, ib, cn, T, ib, Y, ldy);
+      gemm(O, CblasNoTrans, CblasNoTrans, L, cn, ib, S(-1), V, ldv, Y, ldy, S(1),
+           q + at(i, i + ib + c0, ld), ld);
     }
 
     // The block's own columns start as E diag(gain d) (E: the identity's columns), so
@@ -314,6 +358,7 @@ void accumulate_reflectors(S* q, int64_t M, int64_t N, int64_t ld, bool row_majo
          q + at(i, i, ld), ld);
     for (int64_t k = 0; k < ib; ++k) q[at(i + k, i + k, ld)] += gd[k];
   }
+  return true;
 }
 
 // ---------------------------------------------------------------- copy-out (phase 3)
@@ -326,6 +371,7 @@ void copy_out(const S* ws, const BufferView& b, const MatrixLayout& lay, int thr
   for (int64_t c = 0; c < cols && unit; ++c) unit = lay.col_offset[c] == c;
   const DType t = b.dtype;
   const bool par = threads > 1 && lay.rows * cols >= kParallelMinElements;
+  if (par) note_parallel_use();
 #pragma omp parallel for schedule(static) num_threads(threads) if (par)
   for (int64_t r = 0; r < lay.rows; ++r) {
     const S* src = ws + r * cols;
@@ -402,20 +448,23 @@ class OrthogonalJob {
     p2_ = std::make_unique<Phase2Scratch<S>>(M_, N_, block_size(N_, opt));
   }
 
-  void run() {
-    if (lay_.rows == 0 || lay_.cols == 0) return;
+  bool run() {
+    if (lay_.rows == 0 || lay_.cols == 0) return true;
     S* q = in_place_ ? reinterpret_cast<S*>(b_.data) : ws_.get();
     const bool q_row_major = tall_;  // A row-major: A = Q (tall) or A = Q^T (wide)
     const FillParams P = make_params(Dist::Normal, compute_dtype<S>(), {0.0, 1.0}, opt_.key, opt_.stream);
     const int threads = opt_.threads;
     std::lock_guard<std::mutex> lock(blas_mutex());
-    if (q_row_major)
-      write_reflectors_rowmajor(q, M_, N_, ld_, P, tau_.data(), d_.data(), threads, *p1_);
-    else
-      write_reflectors_colmajor(q, M_, N_, ld_, P, tau_.data(), d_.data(), threads, *p1_);
+    if (!write_reflectors(q, M_, N_, ld_, q_row_major, P, tau_.data(), d_.data(), opt_, *p1_))
+      return false;
     if (scipy_openblas_get_num_threads() != threads) scipy_openblas_set_num_threads(threads);
-    accumulate_reflectors(q, M_, N_, ld_, q_row_major, tau_.data(), d_.data(), opt_, *p2_);
-    if (!in_place_) copy_out(q, b_, lay_, threads);
+    if (!accumulate_reflectors(q, M_, N_, ld_, q_row_major, tau_.data(), d_.data(), opt_, *p2_))
+      return false;
+    if (!in_place_) {
+      if (opt_.stop && lay_.rows * lay_.cols >= kParallelMinElements && opt_.stop()) return false;
+      copy_out(q, b_, lay_, threads);
+    }
+    return true;
   }
 
  private:
@@ -433,17 +482,14 @@ class OrthogonalJob {
 // Constructs the job for b's compute type (validation, every allocation), then calls
 // before_write() and runs the job: nothing is written unless everything can be.
 template <class Before>
-void with_job(const BufferView& b, std::optional<int> column_axis, const OrthogonalOptions& opt,
+bool with_job(const BufferView& b, std::optional<int> column_axis, const OrthogonalOptions& opt,
               Before before_write) {
   if (b.dtype == DType::F64) {
     OrthogonalJob<double> job(b, column_axis, opt);
-    before_write();
-    job.run();
-  } else {
-    OrthogonalJob<float> job(b, column_axis, opt);
-    before_write();
-    job.run();
+    return before_write() && job.run();
   }
+  OrthogonalJob<float> job(b, column_axis, opt);
+  return before_write() && job.run();
 }
 
 }  // namespace
@@ -463,6 +509,18 @@ MatrixLayout matrix_layout(const BufferView& b, std::optional<int> column_axis) 
     for (int k = 0; k < nd; ++k)
       if (k != a) rdims.push_back(k);
   }
+  // The sizes first: an empty matrix needs no offsets (a (2^31, 0) tensor must not allocate
+  // 2^31 of them), and a side the 32-bit BLAS cannot address is refused before any allocation.
+  MatrixLayout lay;
+  lay.rows = 1;
+  lay.cols = 1;
+  for (int dim : rdims) lay.rows *= b.shape[dim];  // products of extents of a valid buffer
+  for (int dim : cdims) lay.cols *= b.shape[dim];
+  if (lay.rows == 0 || lay.cols == 0) {
+    lay.rows = lay.cols = 0;
+    return lay;
+  }
+  check_blas_int(std::max(lay.rows, lay.cols), "max(rows, cols)");
   // Offsets in row-major order of the chosen dimensions (the first varies slowest).
   auto offsets = [&](const std::vector<int>& dims) {
     std::vector<int64_t> off{0};
@@ -475,11 +533,8 @@ MatrixLayout matrix_layout(const BufferView& b, std::optional<int> column_axis) 
     }
     return off;
   };
-  MatrixLayout lay;
   lay.row_offset = offsets(rdims);
   lay.col_offset = offsets(cdims);
-  lay.rows = static_cast<int64_t>(lay.row_offset.size());
-  lay.cols = static_cast<int64_t>(lay.col_offset.size());
   return lay;
 }
 
@@ -506,8 +561,7 @@ void orthogonal_matrix(S* q, int64_t M, int64_t N, int64_t ld, bool row_major,
   Phase2Scratch<S> p2(M, N, block_size(N, opt));
   const FillParams P = make_params(Dist::Normal, compute_dtype<S>(), {0.0, 1.0}, opt.key, opt.stream);
   std::lock_guard<std::mutex> lock(blas_mutex());
-  if (row_major) write_reflectors_rowmajor(q, M, N, ld, P, tau.data(), d.data(), opt.threads, p1);
-  else write_reflectors_colmajor(q, M, N, ld, P, tau.data(), d.data(), opt.threads, p1);
+  if (!write_reflectors(q, M, N, ld, row_major, P, tau.data(), d.data(), opt, p1)) return;
   if (scipy_openblas_get_num_threads() != opt.threads) scipy_openblas_set_num_threads(opt.threads);
   accumulate_reflectors(q, M, N, ld, row_major, tau.data(), d.data(), opt, p2);
 }
@@ -516,12 +570,12 @@ template void orthogonal_matrix<float>(float*, int64_t, int64_t, int64_t, bool,
 template void orthogonal_matrix<double>(double*, int64_t, int64_t, int64_t, bool,
                                         const OrthogonalOptions&);
 
-void orthogonal_cpu(const BufferView& b, std::optional<int> column_axis,
+bool orthogonal_cpu(const BufferView& b, std::optional<int> column_axis,
                     const OrthogonalOptions& opt) {
-  with_job(b, column_axis, opt, [] {});
+  return with_job(b, column_axis, opt, [] { return true; });
 }
 
-void delta_orthogonal_cpu(const BufferView& b, std::optional<int> column_axis,
+bool delta_orthogonal_cpu(const BufferView& b, std::optional<int> column_axis,
                           const OrthogonalOptions& opt) {
   const int nd = b.ndim();
   if (nd < 3 || nd > 5)
@@ -538,10 +592,10 @@ void delta_orthogonal_cpu(const BufferView& b, std::optional<int> column_axis,
   centre.data = b.data + (empty ? 0 : off * dtype_size(b.dtype));
   centre.shape = {b.shape[nd - 2], b.shape[nd - 1]};
   centre.strides = {b.strides[nd - 2], b.strides[nd - 1]};
-  if (empty) return;
+  if (empty) return true;
   // The job for the centre validates and allocates before the zeros are written.
-  with_job(centre, column_axis, opt, [&] {
-    constant_cpu(b, 0.0, opt.threads);
+  return with_job(centre, column_axis, opt, [&] {
+    return constant_cpu(b, 0.0, opt.stop, opt.threads);
   });
 }
 

@@ -17,6 +17,7 @@ def orthogonal(
     threads: int = 1,
     sign_correction: bool = True,
     block: int = 0,
+    slice_cols: int = 0,
 ) -> None: ...
 def delta_orthogonal(
     target: Any,

@@ -227,6 +227,22 @@ def is_torch_tensor(x: Any) -> bool:
     return mod.startswith("torch") and hasattr(x, "detach") and hasattr(x, "is_meta")
 
 
+def _is_fake(x: Any) -> bool:
+    # Imports nothing: without torch's fake-tensor module loaded there is no FakeTensor.
+    mod = sys.modules.get("torch._subclasses.fake_tensor")
+    cls = getattr(mod, "FakeTensor", None) if mod is not None else None
+    return cls is not None and isinstance(x, cls)
+
+
+def _has_storage(x: Any) -> bool:
+    """Whether the torch tensor ``x`` has memory behind it (functional and other wrapper
+    tensors have none: their data pointer is NULL or cannot be read)."""
+    try:
+        return int(x.data_ptr()) != 0 or x.numel() == 0
+    except RuntimeError:
+        return False
+
+
 def _is_dtensor(x: Any) -> bool:
     # Imports nothing: without torch.distributed.tensor loaded there is no DTensor.
     mod = sys.modules.get("torch.distributed.tensor")
@@ -260,7 +276,8 @@ class Target:
     device : tuple of int
         The DLPack ``(device_type, device_id)``.
     skip : bool
-        Set for buffers with no storage to fill (torch meta tensors).
+        Set for buffers with no storage to fill (torch meta and fake tensors: a no-op, as
+        torch's in-place ops on them).
 
     Raises
     ------
@@ -270,17 +287,19 @@ class Target:
         ``x`` lives on a device fastinit cannot write (or CUDA is unavailable for it).
     """
 
-    __slots__ = ("backend", "device", "handle", "skip")
+    __slots__ = ("backend", "device", "handle", "negated", "skip", "tensor")
 
     def __init__(self, x: Any) -> None:
         self.skip = False
         self.device = (1, 0)
         self.backend: Any = _core
+        self.tensor: Any = None  # a torch tensor: its detached alias, for finish()
+        self.negated = False
         if isinstance(x, np.ndarray):
             self.handle: Any = x
             return
         if is_torch_tensor(x):
-            if x.is_meta:
+            if x.is_meta or _is_fake(x):
                 self.skip = True
                 self.handle = None
                 return
@@ -291,9 +310,31 @@ class Target:
                     "fastinit: cannot fill a DTensor directly; use fastinit.torch's "
                     "initializers, which fill each rank's shard"
                 )
+            if x.layout != sys.modules["torch"].strided or x.is_nested:
+                raise TypeError(
+                    f"fastinit: cannot fill a tensor with layout {x.layout}"
+                    f"{' (nested)' if x.is_nested else ''} in place; fastinit writes dense "
+                    "(strided) buffers"
+                )
+            if not _has_storage(x):
+                raise BufferError(
+                    f"fastinit: this {type(x).__name__} has no storage to write (a functional "
+                    "or wrapper tensor); fill the tensor it wraps"
+                )
+            if x.is_conj():
+                raise TypeError(
+                    "fastinit: cannot fill a tensor with its conjugate bit set (complex "
+                    "dtypes are not supported)"
+                )
             # A Parameter (or any tensor requiring grad) cannot be exported; its detached
-            # alias shares the storage, so writing through it fills the original in place.
+            # alias shares the storage (and the version counter), so writing through it
+            # fills the original in place.
             x = x.detach()
+            self.tensor = x
+            # A negative view (e.g. ``c.conj().imag``) exports its memory, which holds the
+            # negated values: finish() negates what was written so that the view reads the
+            # values the fill defines.
+            self.negated = bool(x.is_neg())
         if not hasattr(x, "__dlpack__"):
             raise TypeError(
                 "fastinit: expected a NumPy array or an object implementing __dlpack__ "
@@ -311,6 +352,39 @@ class Target:
             if dev[0] not in CPU_DEVICES:
                 raise BufferError(f"fastinit: unsupported DLPack device {dev}")
         self.handle = export_dlpack(x)
+
+    def finish(self, complete: bool = True) -> None:
+        """After the native write: give a torch tensor torch's in-place semantics.
+
+        Bumps the version counter (a tensor saved for backward that was overwritten is then
+        detected by autograd, as after any in-place op) and, for a negative view, negates
+        what was written. ``complete=False`` (an interrupted call): only the version bump,
+        since the buffer holds a partial write.
+        """
+        t = self.tensor
+        if t is None:
+            return
+        torch = sys.modules["torch"]
+        if self.negated and complete:
+            with torch.no_grad():
+                t.neg_()  # bumps the version counter too
+            return
+        try:
+            torch.autograd.graph.increment_version(t)
+        except RuntimeError:  # inference tensors have no version counter
+            pass
+
+    def run(self, write: Any) -> None:
+        """``write()`` (the native call), then :meth:`finish`; an interrupted write (a
+        KeyboardInterrupt between slices) still bumps the version counter."""
+        try:
+            write()
+        except (TypeError, ValueError, BufferError, OverflowError):
+            raise  # rejected before any write
+        except BaseException:
+            self.finish(complete=False)
+            raise
+        self.finish()
 
     @property
     def on_cpu(self) -> bool:

@@ -87,11 +87,22 @@ def get_num_threads() -> int:
     return int(_core.get_num_threads())
 
 
-def check_finite(name: str, value: Any) -> float:
+def real_number(name: str, value: Any) -> float:
+    """``value`` as a float; TypeError for anything but a real number (strings and bytes
+    are not numbers, even when ``float()`` would parse them)."""
+    if isinstance(value, (str, bytes, bytearray, complex)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     try:
-        v = float(value)
+        return float(value)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}") from None
+    except OverflowError:
+        raise ValueError(f"{name} is too large for a float: {value}") from None
+
+
+def check_finite(name: str, value: Any) -> float:
+    """``value`` as a float that is not NaN (see :func:`real_number`)."""
+    v = real_number(name, value)
     if math.isnan(v):
         raise ValueError(f"{name} must not be NaN")
     return v
@@ -102,6 +113,10 @@ def _shard_args(
 ) -> tuple[tuple[int, ...] | None, tuple[int, ...] | None]:
     gs = None if global_shape is None else tuple(operator.index(v) for v in global_shape)
     go = None if global_offset is None else tuple(operator.index(v) for v in global_offset)
+    for name, vals in (("global_shape", gs), ("global_offset", go)):
+        # Global indices are int64: say so, instead of the binding's failed conversion.
+        if vals is not None and any(not -(1 << 63) <= v < (1 << 63) for v in vals):
+            raise ValueError(f"fastinit: {name} {vals} has an entry outside [0, 2**63)")
     return gs, go
 
 
@@ -119,7 +134,7 @@ def fill_at(
     gs, go = _shard_args(global_shape, global_offset)
     target = Target(x)
     if not target.skip:
-        target.backend.fill(target.handle, dist, params, key, stream, gs, go)
+        target.run(lambda: target.backend.fill(target.handle, dist, params, key, stream, gs, go))
     return x
 
 
@@ -137,7 +152,7 @@ def _random_fill(
         return x
 
     def call(key: int, stream: int) -> None:
-        target.backend.fill(target.handle, dist, params, key, stream, gs, go)
+        target.run(lambda: target.backend.fill(target.handle, dist, params, key, stream, gs, go))
 
     run_seeded(seed, call)
     return x
@@ -270,6 +285,21 @@ def truncated_normal_(
     m = check_finite("mean", mean)
     lo = check_finite("lower", lower)
     hi = check_finite("upper", upper)
+    if not lo < hi:
+        raise ValueError(f"truncated_normal_ expects lower < upper, got {lo}, {hi}")
+    if s == 0 and math.isfinite(m):
+        # A point mass at the mean, whatever the bounds in units of a zero stddev (computing
+        # them would give 0 * inf = NaN for an infinite bound).
+        return trunc_normal_(
+            x,
+            m,
+            0.0,
+            -math.inf,
+            math.inf,
+            seed=seed,
+            global_shape=global_shape,
+            global_offset=global_offset,
+        )
     return trunc_normal_(
         x,
         m,
@@ -291,12 +321,12 @@ def constant_(
 ) -> T:
     """Fill ``x`` with ``value`` (rounded to the dtype). The shard keywords are accepted (and
     checked) for symmetry with the random fills."""
-    v = float(value)
+    v = real_number("value", value)
     gs, go = _shard_args(global_shape, global_offset)
     target = Target(x)
     if target.skip:
         return x
-    target.backend.constant(target.handle, v, gs, go)
+    target.run(lambda: target.backend.constant(target.handle, v, gs, go))
     return x
 
 
@@ -325,7 +355,8 @@ def scatter_constant_(
     if target.skip:
         return x
     idx = np.ascontiguousarray(flat_indices, dtype=np.int64).reshape(-1)
-    target.backend.scatter_constant(target.handle, float(value), idx, gs, go)
+    v = real_number("value", value)
+    target.run(lambda: target.backend.scatter_constant(target.handle, v, idx, gs, go))
     return x
 
 

@@ -22,7 +22,7 @@ import threading
 from typing import Any, TypeVar
 
 from . import _fills
-from ._buffer import CudaBackend, Target, shape_of
+from ._buffer import CudaBackend, Target, dtype_name, shape_of
 from ._stream import Generator, run_seeded
 
 __all__ = ["delta_orthogonal_", "orthogonal_"]
@@ -31,6 +31,16 @@ T = TypeVar("T")
 
 _blas_module: Any = None
 _blas_lock = threading.Lock()
+
+
+def _fresh_lock_after_fork() -> None:
+    # A child forked while another thread was loading the BLAS would wait for it forever.
+    global _blas_lock
+    _blas_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fresh_lock_after_fork)
 
 
 # ----------------------------------------------------------------------------- the BLAS module
@@ -131,12 +141,21 @@ def _normalize_axis(axis: Any, ndim: int, what: str) -> int:
     return a % ndim
 
 
-def _check_gain(gain: Any) -> float:
+#: The largest float32: a larger gain overflows the float32 computation (every value NaN).
+_FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _check_gain(gain: Any, x: Any) -> float:
     if isinstance(gain, (str, bytes)):
         raise TypeError(f"gain must be a real number, got {type(gain).__name__}")
     g = _fills.check_finite("gain", gain)
     if g in (float("inf"), float("-inf")):
         raise ValueError("gain must be finite")
+    if abs(g) > _FLOAT32_MAX and dtype_name(x) != "float64":
+        raise ValueError(
+            f"gain={g} overflows the float32 computation of a {dtype_name(x)} buffer "
+            "(|gain| <= 3.4e38; use a float64 buffer)"
+        )
     return g
 
 
@@ -345,14 +364,14 @@ def orthogonal_(
     if len(shape) < 2:
         raise ValueError("Only tensors with 2 or more dimensions are supported")
     axis = None if column_axis is None else _normalize_axis(column_axis, len(shape), "column_axis")
-    g = _check_gain(gain)
+    g = _check_gain(gain, x)
     target, module = _native(x, "orthogonal")
     if module is None:
         return x
     threads = _fills.get_num_threads()
 
     def call(key: int, stream: int) -> None:
-        module.orthogonal(target.handle, g, key, stream, axis, threads)
+        target.run(lambda: module.orthogonal(target.handle, g, key, stream, axis, threads))
 
     run_seeded(seed, call)
     return x
@@ -408,14 +427,14 @@ def delta_orthogonal_(
     if shape[-1] < shape[-2]:
         raise ValueError("`fan_in` must be less or equal than `fan_out`. ")
     axis = _normalize_axis(column_axis, 2, "column_axis")
-    g = _check_gain(gain)
+    g = _check_gain(gain, x)
     target, module = _native(x, "delta_orthogonal")
     if module is None:
         return x
     threads = _fills.get_num_threads()
 
     def call(key: int, stream: int) -> None:
-        module.delta_orthogonal(target.handle, g, key, stream, axis, threads)
+        target.run(lambda: module.delta_orthogonal(target.handle, g, key, stream, axis, threads))
 
     run_seeded(seed, call)
     return x

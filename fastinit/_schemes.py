@@ -219,6 +219,11 @@ def compute_fans(
 
 
 def _target_shape(x: Any, global_shape: Sequence[int] | None) -> tuple[int, ...]:
+    if not hasattr(x, "shape"):
+        raise TypeError(
+            "fastinit: expected a NumPy array or an object implementing __dlpack__ "
+            f"(torch tensor, CuPy array, ...), got {type(x).__name__}"
+        )
     if global_shape is not None:
         return tuple(operator.index(s) for s in global_shape)
     return shape_of(x)
@@ -640,14 +645,28 @@ def eye_(
     if len(shape) != 2:
         raise ValueError("Only tensors with 2 dimensions are supported")
     rows, cols = shape
-    if math.prod(shape_of(x)) == 0:
+    local = shape_of(x)
+    if math.prod(local) == 0:
         return x
-    diagonal = np.arange(min(rows, cols), dtype=np.int64) * (cols + 1)
+    # Validates the shard (nothing written otherwise) before anything is sized by it.
     _fills.constant_(x, 0.0, global_shape=global_shape, global_offset=global_offset)
-    _fills.scatter_constant_(
-        x, 1.0, diagonal, global_shape=global_shape, global_offset=global_offset
-    )
+    o0, o1 = _local_offset(global_offset, 2)
+    # Only the diagonal entries inside this shard: never an array as long as the global one.
+    first = max(o0, o1)
+    stop = min(o0 + local[0], o1 + local[1], rows, cols)
+    if first < stop:
+        diagonal = np.arange(first, stop, dtype=np.int64) * (cols + 1)
+        _fills.scatter_constant_(
+            x, 1.0, diagonal, global_shape=global_shape, global_offset=global_offset
+        )
     return x
+
+
+def _local_offset(global_offset: Sequence[int] | None, ndim: int) -> tuple[int, ...]:
+    """The shard's offset (zeros without one), after the fills validated it."""
+    if global_offset is None:
+        return (0,) * ndim
+    return tuple(operator.index(v) for v in global_offset)
 
 
 def dirac_(
@@ -684,21 +703,44 @@ def dirac_(
     shape = _target_shape(x, global_shape)
     if len(shape) not in (3, 4, 5):
         raise ValueError("Only tensors with 3, 4, or 5 dimensions are supported")
+    if isinstance(groups, bool):
+        raise TypeError("groups must be an int, got bool")
+    try:
+        groups = operator.index(groups)
+    except TypeError:
+        raise TypeError(f"groups must be an int, got {type(groups).__name__}") from None
+    if groups < 1:
+        raise ValueError(f"groups must be >= 1, got {groups}")
     if shape[0] % groups != 0:
         raise ValueError("dim 0 must be divisible by groups")
-    if math.prod(shape_of(x)) == 0:
+    local = shape_of(x)
+    if math.prod(local) == 0:
         return x
-    out_per_group = shape[0] // groups
-    min_dim = max(min(out_per_group, shape[1]), 0)
-    n_groups = max(groups, 0)
-    g = np.repeat(np.arange(n_groups, dtype=np.int64), min_dim)
-    d = np.tile(np.arange(min_dim, dtype=np.int64), n_groups)
-    centre = [np.full_like(d, s // 2) for s in shape[2:]]
     _fills.constant_(x, 0.0, global_shape=global_shape, global_offset=global_offset)
-    if d.size:
-        flat = np.ravel_multi_index((g * out_per_group + d, d, *centre), shape)
+    out_per_group = shape[0] // groups
+    min_dim = min(out_per_group, shape[1])
+    off = _local_offset(global_offset, len(shape))
+    centre = [s // 2 for s in shape[2:]]
+    inside = all(o <= c < o + n for c, o, n in zip(centre, off[2:], local[2:], strict=True))
+    if min_dim == 0 or not inside:
+        return x
+    # The ones of the groups whose rows meet this shard, and only those inside it (at most
+    # one per local row): nothing sized by the global shape.
+    ds: list[np.ndarray] = []
+    gs: list[np.ndarray] = []
+    for g in range(off[0] // out_per_group, (off[0] + local[0] - 1) // out_per_group + 1):
+        lo = max(off[0] - g * out_per_group, off[1], 0)
+        hi = min(off[0] + local[0] - g * out_per_group, off[1] + local[1], min_dim)
+        if lo < hi:
+            ds.append(np.arange(lo, hi, dtype=np.int64))
+            gs.append(np.full(hi - lo, g, dtype=np.int64))
+    if ds:
+        d, grp = np.concatenate(ds), np.concatenate(gs)
+        k = math.prod(shape[2:])
+        c0 = int(np.ravel_multi_index(tuple(centre), shape[2:]))
+        flat = ((grp * out_per_group + d) * shape[1] + d) * k + c0
         _fills.scatter_constant_(
-            x, 1.0, flat.astype(np.int64), global_shape=global_shape, global_offset=global_offset
+            x, 1.0, flat, global_shape=global_shape, global_offset=global_offset
         )
     return x
 

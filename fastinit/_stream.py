@@ -16,7 +16,9 @@ All 64-bit wrapping uses :data:`U64_MAX` (negatives wrap modulo ``2**64``, as to
 from __future__ import annotations
 
 import operator
+import os
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -86,6 +88,7 @@ class Generator:
         self._lock = threading.Lock()
         self._seed = as_u64(seed, "seed")
         self._stream = 0
+        _generators.add(self)
 
     @property
     def seed(self) -> int:
@@ -126,6 +129,22 @@ class Generator:
     def __repr__(self) -> str:
         return f"fastinit.Generator(seed={self._seed}, stream={self._stream})"
 
+
+# Every live Generator, so that a forked child can replace their locks (see below).
+_generators: weakref.WeakSet[Generator] = weakref.WeakSet()
+
+
+def _fresh_locks_after_fork() -> None:
+    # A lock that another thread of the parent held at fork() (e.g. around a long fill) stays
+    # held forever in the child, where that thread does not exist. The child gets fresh ones;
+    # a fill that was in flight in the parent took no stream (commit-on-success), so the
+    # child's generators continue from the last completed call, as the parent's do.
+    for g in list(_generators):
+        g._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fresh_locks_after_fork)
 
 default_generator = Generator()
 

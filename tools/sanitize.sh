@@ -9,7 +9,8 @@
 #
 # Usage: tools/sanitize.sh [--all] [--torch] [--keep DIR] [TEST_FILE...] [-- PYTEST_ARGS...]
 #   (default)   the core tests: test_philox, test_golden, test_invariance, test_validation,
-#               test_dlpack and test_stats, without the `slow` (4 GiB) test
+#               test_dlpack, test_stats, test_reliability (int64 edges, fork, signals, exit)
+#               and test_fuzz, without the `slow` (4 GiB) test
 #   TEST_FILE   run these files of tests/ instead (e.g. test_orthogonal.py)
 #   --all       every file in tests/ (still without -m slow)
 #   --torch     also install torch==2.13.0 (CPU) in the venv, so that the torch tests run
@@ -19,14 +20,17 @@
 #   -- ARGS     passed on to pytest (e.g. -- -k dlpack -x)
 # Environment: PYTHON (default python3) makes the venv; FASTINIT_SANITIZE_OPT (default
 # "-O1 -g1": line tables for the reports, and half the compile time of -O2 -g) sets the
-# optimization of the sanitized build.
+# optimization of the sanitized build; FASTINIT_FUZZ_EXAMPLES (default 1000 here, 60 in CI)
+# the number of fuzz cases per entry point of tests/test_fuzz.py (10000 for the full local run).
 # Exit status 0 when the build and every test pass and no sanitizer reported anything.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-python3}"
 OPT="${FASTINIT_SANITIZE_OPT:--O1 -g1}"
-TESTS=(test_philox.py test_golden.py test_invariance.py test_validation.py test_dlpack.py test_stats.py)
+TESTS=(test_philox.py test_golden.py test_invariance.py test_validation.py test_dlpack.py test_stats.py
+       test_reliability.py test_fuzz.py)
+export FASTINIT_FUZZ_EXAMPLES="${FASTINIT_FUZZ_EXAMPLES:-1000}"
 ALL=0 TORCH=0 KEEP="" PICKED=() PYTEST_EXTRA=()
 while [[ $# -gt 0 ]]; do
   case "$1" in

@@ -80,7 +80,7 @@ FASTINIT_HD void fill_item(const FillParams& P, const cuda::DeviceLayout& L, cha
   const int64_t e0 = (g0 / E + slot) * E;  // global index of the block's first element
   const int64_t end = g0 + L.inner;
   const int64_t lo = g0 > e0 ? g0 - e0 : 0;  // the block's elements [lo, hi) lie in the run
-  const int64_t hi = end < e0 + E ? end - e0 : E;
+  const int64_t hi = end - e0 < E ? end - e0 : E;  // (e0 + E may pass 2^63 - 1)
   if (hi <= lo) return;  // a spare slot of a run that needs fewer blocks
   Bits v[E];
   block_values<D, T>(P, static_cast<uint64_t>(e0 / E), v);

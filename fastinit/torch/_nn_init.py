@@ -133,7 +133,16 @@ def _random(
     if _dtensor.is_dtensor(tensor):
         _dtensor.shard_spec(tensor)
         return _dtensor.apply_to_dtensor(fill, tensor, *args, seed=_seed_of(tensor, generator))
-    fill(tensor.detach(), *args, seed=_seed_of(tensor, generator))
+    seed = _seed_of(tensor, generator)
+    try:
+        fill(tensor.detach(), *args, seed=seed)
+    except ValueError:
+        # Arguments torch accepts and fastinit's kernels cannot honour (a non-finite mean,
+        # a truncation interval with no float32 probability mass): torch's own values, as
+        # the drop-in never fails where torch works. Nothing was written.
+        if fixed_seed_value() is not None:
+            raise
+        return fallback()
     return written(tensor)
 
 

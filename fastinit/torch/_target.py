@@ -58,6 +58,8 @@ def is_native(tensor: Tensor) -> bool:
         return False
     if type(tensor) is not Tensor and type(tensor) is not nn.Parameter:
         return False
+    if tensor.layout != torch.strided or tensor.is_nested:  # sparse, nested: torch's own ops
+        return False
     device = tensor.device.type
     if device != "cpu" and not (device == "cuda" and cuda_native()):
         return False

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -35,11 +36,17 @@ struct RunLayout {
 };
 RunLayout make_layout(const BufferView& b, const Shard& s);
 
+// Asked between the slices of a long call, on the calling thread and outside any parallel
+// region: true means stop now (e.g. a KeyboardInterrupt is pending). An empty one never stops.
+using StopCheck = std::function<bool()>;
+
 // Fills the buffer with the stream P on the CPU (OpenMP; GIL must already be released).
-void fill_cpu(const BufferView& b, const Shard& s, const FillParams& P);
-// Writes one constant (given as a double, rounded to the dtype) to every element, on
-// `threads` threads (0: the process-wide count).
-void constant_cpu(const BufferView& b, double value, int threads = 0);
+// Returns false when stop() ended it early; the buffer then holds whole slices of the values
+// and the untouched old contents elsewhere.
+bool fill_cpu(const BufferView& b, const Shard& s, const FillParams& P, const StopCheck& stop = {});
+// Writes one constant (given as a double, rounded to the dtype) to every element, on `threads`
+// threads (0: the process-wide count); stops as fill_cpu does.
+bool constant_cpu(const BufferView& b, double value, const StopCheck& stop = {}, int threads = 0);
 // Memory offsets (in elements, from the buffer's element 0) of the global flat indices that
 // fall inside the shard; indices outside it (or outside the global tensor) are skipped.
 std::vector<int64_t> scatter_offsets(const BufferView& b, const Shard& s, const int64_t* indices,
@@ -51,6 +58,11 @@ void scatter_constant_cpu(const BufferView& b, const Shard& s, double value,
 // The process-wide thread count of every fill (one per process: it lives in the core library
 // that _core, _blas and _cuda share).
 void set_num_threads(int n);
+// Records that a parallel region with more than one thread is about to run (see the fork
+// note in fill.cpp); every OpenMP region of fastinit calls it first.
+void note_parallel_use();
+// True in a child forked after the parent went parallel: kernels then use one thread.
+bool single_threaded_after_fork();
 int get_num_threads();
 
 // Encodes a value already representable in the dtype as its bit pattern (little-endian).

@@ -506,23 +506,28 @@ void fill_range_typed(const FillParams& P, void* out, int64_t i0, int64_t n, boo
 #else
   const int ks = 0;  // the scalar and NEON paths bump the key inline
 #endif
+  if (n <= 0) return;
+  // end <= 2^63 - 1 (a shard lies inside a global tensor of at most 2^63 - 1 elements), but
+  // the group after the last one may start beyond it: loop over group numbers up to the
+  // group of the last element, and compare against end - G, so no sum can overflow.
   const int64_t end = i0 + n;
-  int64_t g = i0 / G;
+  const int64_t g_last = (end - 1) / G;
   // Non-temporal stores need aligned addresses; the first whole group decides for all.
   if (nt) {
-    const int64_t first_full = ((i0 + G - 1) / G) * G;
+    const int64_t lead = (G - i0 % G) % G;  // elements before the first whole group
     nt = L::kStreamBytes != 0 &&
-         reinterpret_cast<uintptr_t>(o + (first_full - i0) * isz) % (L::kStreamBytes ? L::kStreamBytes : 1) == 0;
+         reinterpret_cast<uintptr_t>(o + lead * isz) % (L::kStreamBytes ? L::kStreamBytes : 1) == 0;
   }
-  for (; g * G < end; ++g) {
+  for (int64_t g = i0 / G; g <= g_last; ++g) {
     const int64_t s = g * G;
     const uint64_t block = static_cast<uint64_t>(g) * static_cast<uint64_t>(L::W);
-    if (s >= i0 && s + G <= end) {
+    const bool ends_inside = s <= end - G;  // s + G <= end
+    if (s >= i0 && ends_inside) {
       emit_group<L, D, T>(P, ks, block, o + (s - i0) * isz, nt);
     } else {
       emit_group<L, D, T>(P, ks, block, tmp, false);
       const int64_t a = s > i0 ? s : i0;
-      const int64_t b = s + G < end ? s + G : end;
+      const int64_t b = ends_inside ? s + G : end;
       std::memcpy(o + (a - i0) * isz, tmp + (a - s) * isz, static_cast<size_t>((b - a) * isz));
     }
   }

@@ -70,6 +70,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -86,6 +87,12 @@ struct OrthogonalOptions {
   int threads = 1;              // OpenMP threads and OpenBLAS threads
   bool sign_correction = true;  // false only to demonstrate that the tests catch it
   int64_t block = 0;            // reflectors per block (0: 128, or 256 when N >= 2048)
+  // Asked between slices of the work (see fill.hpp); true stops the call, leaving the buffer
+  // partly written. Slices: a few column blocks of phase 1, each block of phase 2, and in
+  // float32 at most slice_cols trailing columns per BLAS call (0: kSliceCols), which gives
+  // every column the same bits as one call (tests check it); float64 is not sliced further.
+  std::function<bool()> stop;
+  int64_t slice_cols = 0;
 };
 
 // The logical matrix of a buffer under torch's rule (column_axis empty) or Keras/JAX's rule
@@ -112,12 +119,13 @@ void orthogonal_matrix(S* q, int64_t M, int64_t N, int64_t ld, bool row_major,
 
 // Fills the whole buffer (CPU memory) with gain * a Haar (semi-)orthogonal matrix. Validates
 // everything and allocates every workspace before the first write. Release the GIL around it.
-void orthogonal_cpu(const BufferView& b, std::optional<int> column_axis,
+// Returns false when opt.stop ended it early.
+bool orthogonal_cpu(const BufferView& b, std::optional<int> column_axis,
                     const OrthogonalOptions& opt);
 
 // JAX's delta_orthogonal: zeros everywhere except the spatial centre
 // [(k1-1)/2, (k2-1)/2, ..., :, :], which gets orthogonal_cpu of its last two dimensions.
-void delta_orthogonal_cpu(const BufferView& b, std::optional<int> column_axis,
+bool delta_orthogonal_cpu(const BufferView& b, std::optional<int> column_axis,
                           const OrthogonalOptions& opt);
 
 // The BLAS in use: config string, core name, threads.

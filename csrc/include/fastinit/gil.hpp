@@ -1,0 +1,59 @@
+// Running a long native call without the GIL, interruptibly, and safely at interpreter exit.
+//
+// Ctrl-C: the kernels take a StopCheck and ask it between slices (outside any parallel
+// region); here it re-takes the GIL for a moment and runs the pending signal handlers
+// (PyErr_CheckSignals). When one raised (KeyboardInterrupt), the kernel stops at the next
+// slice boundary and the exception propagates with the buffer partly written.
+//
+// Interpreter exit: a daemon thread that asks for the GIL after finalization has begun never
+// gets it: CPython ends the thread in place with pthread_exit, which unwinds the C++ stack
+// with a "forced unwind" exception. Unwinding through a noexcept frame (every destructor,
+// e.g. py::gil_scoped_release's, which re-takes the GIL) calls std::terminate and aborts the
+// whole process. So the GIL is re-taken here by plain calls in an ordinary frame, the forced
+// unwind passes through untouched, and nothing on the way up may call into Python from a
+// destructor (see release_when_alive below).
+#pragma once
+
+#include <cxxabi.h>
+
+#include <utility>
+
+#include "fastinit/fill.hpp"
+#include "fastinit/prelude.hpp"
+
+namespace fastinit {
+
+// Whether the interpreter is shutting down (so that this thread must not ask for the GIL).
+inline bool interpreter_finalizing() {
+#if PY_VERSION_HEX >= 0x030D0000
+  return Py_IsFinalizing() != 0;
+#else
+  return _Py_IsFinalizing() != 0;
+#endif
+}
+
+// Runs f(stop) with the GIL released; stop is the StopCheck to hand to the kernels. Raises
+// the pending Python exception (KeyboardInterrupt) when a signal handler raised one.
+template <class F>
+void run_without_gil(F&& f) {
+  PyThreadState* ts = PyEval_SaveThread();
+  bool raised = false;
+  const StopCheck stop = [&]() -> bool {
+    PyEval_RestoreThread(ts);  // at interpreter exit: does not return (forced unwind)
+    raised = PyErr_CheckSignals() != 0;
+    ts = PyEval_SaveThread();
+    return raised;
+  };
+  try {
+    std::forward<F>(f)(stop);
+  } catch (abi::__forced_unwind&) {
+    throw;  // the thread is being ended at interpreter exit: the GIL is not ours to take
+  } catch (...) {
+    PyEval_RestoreThread(ts);
+    throw;
+  }
+  PyEval_RestoreThread(ts);
+  if (raised) throw py::error_already_set();
+}
+
+}  // namespace fastinit
