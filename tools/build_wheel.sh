@@ -60,7 +60,7 @@ stamp "building the wheel (FASTINIT_CUDA=OFF; log: $WORK/build.log)"
 rm -rf "$WORK/dist"
 export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
 FASTINIT_CUDA=OFF logged "$WORK/build.log" "$PYTHON" -m pip wheel -v --no-deps -w "$WORK/dist" \
-  -C build-dir="$WORK/build" "$ROOT"
+  --config-settings=build-dir="$WORK/build" "$ROOT"
 WHEEL="$(ls "$WORK"/dist/pyfastinit-*.whl)"
 stamp "built $(basename "$WHEEL")"
 
