@@ -77,6 +77,7 @@ if(_fastinit_cuda_mode STREQUAL "AUTO")
       string(REPLACE "." "" _fastinit_caps "${_fastinit_caps}")
       string(REGEX REPLACE "[ \t\r\n]+" ";" _fastinit_caps "${_fastinit_caps}")
       list(REMOVE_DUPLICATES _fastinit_caps)
+      list(SORT _fastinit_caps COMPARE NATURAL)  # the PTX below is for the oldest GPU
       list(TRANSFORM _fastinit_caps APPEND "-real")
       list(GET _fastinit_caps 0 _fastinit_first)
       string(REPLACE "-real" "-virtual" _fastinit_first "${_fastinit_first}")
