@@ -18,13 +18,14 @@
 #   --numpy SPEC  the numpy to test against (e.g. "numpy==1.26.*"; default: the newest)
 #   --out DIR     where the repaired wheel goes (default: wheelhouse/ in the checkout)
 #   --keep DIR    scratch directory to use and keep (default: a fresh one, removed at exit)
+#   --wheel FILE  check this repaired wheel instead of building one (implies --check)
 # Environment: PYTHON (default python3) is the interpreter the wheel is for.
 # The wheel is CPU only (FASTINIT_CUDA=OFF): the CUDA module is built from source.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-python3}"
-CHECK=0 TORCH=0 NUMPY="numpy" OUT="$ROOT/wheelhouse" KEEP=""
+CHECK=0 TORCH=0 NUMPY="numpy" OUT="$ROOT/wheelhouse" KEEP="" GIVEN=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --check) CHECK=1 ;;
@@ -32,7 +33,8 @@ while [[ $# -gt 0 ]]; do
     --numpy) NUMPY="${2:?--numpy needs a requirement}"; shift ;;
     --out) OUT="${2:?--out needs a directory}"; shift ;;
     --keep) KEEP="${2:?--keep needs a directory}"; shift ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    --wheel) GIVEN="$(realpath "${2:?--wheel needs a file}")"; CHECK=1; shift ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "build_wheel.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -54,6 +56,7 @@ logged() {  # logged LOG CMD...: CMD's output into LOG, its tail when it fails
   "$@" >>"$log" 2>&1 || { tail -n 60 "$log"; echo "build_wheel.sh: failed: $*" >&2; exit 1; }
 }
 
+if [[ -z "$GIVEN" ]]; then
 # --- 1. The sdist (what PyPI users without a matching wheel build), then the wheel built from
 #        it as pip builds it for a user (build isolation), with its own build directory so that
 #        the checkout's build/ (the editable install's) is not touched.
@@ -76,12 +79,16 @@ stamp "built $(basename "$WHEEL")"
 #        libgomp is bundled under a hashed name, so it cannot clash with another OpenMP.
 "$TOOLS/bin/auditwheel" show "$WHEEL" | sed 's/^/  /'
 mkdir -p "$OUT"
+: >"$WORK/repair.log"
 logged "$WORK/repair.log" env PATH="$TOOLS/bin:$PATH" "$TOOLS/bin/auditwheel" repair \
   --exclude libscipy_openblas.so -w "$OUT" "$WHEEL"
 REPAIRED="$(awk '/Fixed-up wheel written to/ {print $NF}' "$WORK/repair.log")"
 [[ -f "$REPAIRED" ]] || { cat "$WORK/repair.log"; echo "build_wheel.sh: no repaired wheel" >&2; exit 1; }
 stamp "repaired: $REPAIRED"
 "$PYTHON" -m zipfile -l "$REPAIRED" | awk '/\.so/ {print "  " $1}'
+else
+  REPAIRED="$GIVEN"
+fi
 
 [[ $CHECK == 1 ]] || exit 0
 
