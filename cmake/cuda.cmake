@@ -132,29 +132,20 @@ target_compile_definitions(fastinit_cuda_kernels PRIVATE
 string(REPLACE ";" "," _fastinit_host_fp "${FASTINIT_FP_FLAGS}")
 target_compile_options(fastinit_cuda_kernels PRIVATE
   --fmad=false -prec-div=true -prec-sqrt=true -ftz=false
-  -Xcompiler=${_fastinit_host_fp}
+  -Xcompiler=${_fastinit_host_fp},-Werror=switch
   $<$<BOOL:${FASTINIT_WERROR}>:--Werror=all-warnings>)
 
-# --- The module: bindings, the host set-up shared with _core (buffer checks, parameters and
-#     run layout, compiled again here so that the two modules stay independent), and the
-#     device code. cudart is linked statically: no CUDA library is needed to import fastinit,
-#     and this module needs only the driver (libcuda.so.1) at run time.
+# --- The module: bindings, the kernel layout and the device code; buffer checks, parameters
+#     and run layout come from the core library, as for _core. cudart is linked statically: no
+#     CUDA library is needed to import fastinit, and this module needs only the driver
+#     (libcuda.so.1) at run time.
 pybind11_add_module(_cuda MODULE
   csrc/bind_cuda.cpp
   csrc/cuda/device_layout.cpp
-  csrc/buffer.cpp
-  csrc/dispatch.cpp
-  csrc/fill.cpp
-  ${FASTINIT_KERNEL_OBJECTS}
   $<TARGET_OBJECTS:fastinit_cuda_kernels>)
-target_include_directories(_cuda PRIVATE csrc/include csrc)
+target_include_directories(_cuda PRIVATE csrc)
 # FASTINIT_SANITIZE: the host code only (these sources are all C++; the device objects are not
 # instrumented). Under ASan the CUDA driver needs ASAN_OPTIONS=protect_shadow_gap=0.
-target_compile_options(_cuda PRIVATE ${FASTINIT_FP_FLAGS} ${FASTINIT_WARN_FLAGS} ${FASTINIT_SANITIZE_FLAGS})
-target_link_options(_cuda PRIVATE ${FASTINIT_SANITIZE_LINK_FLAGS})
-foreach(isa IN LISTS FASTINIT_ISA_VARIANTS)
-  string(TOUPPER ${isa} ISA_UPPER)
-  target_compile_definitions(_cuda PRIVATE FASTINIT_HAVE_${ISA_UPPER}=1)
-endforeach()
-target_link_libraries(_cuda PRIVATE CUDA::cudart_static OpenMP::OpenMP_CXX)
+fastinit_module(_cuda)
+target_link_libraries(_cuda PRIVATE CUDA::cudart_static)
 install(TARGETS _cuda LIBRARY DESTINATION fastinit)

@@ -6,7 +6,7 @@
 # so this copy of OpenBLAS never clashes with another BLAS in the process (NumPy's, torch's MKL).
 #
 # At run time the module finds libscipy_openblas.so through its RPATH
-# ($ORIGIN/../scipy_openblas32/lib: both packages in the same site-packages, which covers
+# ($ORIGIN/../scipy_openblas32/lib, after $ORIGIN for libfastinit_core: both packages in the same site-packages, which covers
 # regular and editable installs and virtual environments); fastinit/_orthogonal.py also
 # preloads the library from wherever `scipy_openblas32` is importable before importing
 # _blas, which covers split layouts (user site + system site, PYTHONPATH, ...).
@@ -44,27 +44,15 @@ find_package(OpenBLAS CONFIG REQUIRED
 message(STATUS "fastinit: scipy-openblas32 ${FASTINIT_OPENBLAS_PY_VERSION} (OpenBLAS ${OpenBLAS_VERSION}) "
                "at ${FASTINIT_OPENBLAS_LIBDIR}")
 
-# The module carries its own copy of the buffer, fill and dispatch code (a pybind11 module
-# exports no symbols for another to link against); the per-ISA kernel objects are shared.
+# The module links the core library (buffers, fills, kernels and the process state).
 pybind11_add_module(_blas MODULE
   csrc/bind_orthogonal.cpp
-  csrc/orthogonal.cpp
-  csrc/buffer.cpp
-  csrc/dispatch.cpp
-  csrc/fill.cpp
-  ${FASTINIT_KERNEL_OBJECTS})
-target_include_directories(_blas PRIVATE csrc/include)
-target_compile_options(_blas PRIVATE ${FASTINIT_FP_FLAGS} ${FASTINIT_WARN_FLAGS} ${FASTINIT_SANITIZE_FLAGS})
-target_link_options(_blas PRIVATE ${FASTINIT_SANITIZE_LINK_FLAGS})
-foreach(isa IN LISTS FASTINIT_ISA_VARIANTS)
-  string(TOUPPER ${isa} ISA_UPPER)
-  target_compile_definitions(_blas PRIVATE FASTINIT_HAVE_${ISA_UPPER}=1)
-endforeach()
-target_link_libraries(_blas PRIVATE OpenBLAS::OpenBLAS OpenMP::OpenMP_CXX)
+  csrc/orthogonal.cpp)
+fastinit_module(_blas)
+target_link_libraries(_blas PRIVATE OpenBLAS::OpenBLAS)
 # The wheel's libscipy_openblas.so has no versioned soname; the loader resolves it through
 # this RPATH, or finds the copy _orthogonal.py preloaded (matched by soname).
-set_target_properties(_blas PROPERTIES
-  INSTALL_RPATH "$ORIGIN/../scipy_openblas32/lib"
-  BUILD_RPATH "${FASTINIT_OPENBLAS_LIBDIR}")
+set_property(TARGET _blas APPEND PROPERTY INSTALL_RPATH "$ORIGIN/../scipy_openblas32/lib")
+set_property(TARGET _blas APPEND PROPERTY BUILD_RPATH "${FASTINIT_OPENBLAS_LIBDIR}")
 
 install(TARGETS _blas LIBRARY DESTINATION fastinit)

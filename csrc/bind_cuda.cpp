@@ -10,21 +10,21 @@
 
 #include "cuda/cuda_fill.hpp"
 #include "fastinit/buffer.hpp"
+#include "fastinit/dlpack.hpp"
 #include "fastinit/fill.hpp"
+#include "fastinit/native_state.hpp"
 #include "fastinit/prelude.hpp"
 
 namespace fastinit {
 
 namespace {
 
-constexpr int32_t kDLCPU = 1, kDLCUDA = 2;
-
 [[noreturn]] void raise_buffer_error(const std::string& msg) {
   PyErr_SetString(PyExc_BufferError, msg.c_str());
   throw py::error_already_set();
 }
 
-void require_device(const BufferView& b, int32_t device_type) {
+void require_device(const BufferView& b, DLDeviceType device_type) {
   if (b.device_type != device_type)
     raise_buffer_error(std::string("fastinit: ") +
                        (device_type == kDLCUDA ? "the CUDA kernels write CUDA device memory only"
@@ -51,7 +51,7 @@ struct FillJob {
   cuda::DeviceLayout L;
 };
 
-FillJob prepare_fill(py::handle target, int32_t device_type, const std::string& dist,
+FillJob prepare_fill(py::handle target, DLDeviceType device_type, const std::string& dist,
                      const std::vector<double>& params, uint64_t key, uint64_t stream,
                      const py::object& global_shape, const py::object& global_offset) {
   FillJob j{acquire_buffer(target), {}, {}};
@@ -123,6 +123,8 @@ PYBIND11_MODULE(_cuda, m) {
       },
       py::arg("target"), py::arg("value"), py::arg("indices"), py::arg("global_shape") = py::none(),
       py::arg("global_offset") = py::none(), py::kw_only(), py::arg("cuda_stream") = 0);
+
+  register_native_state(m);
 
   m.def("device_count", &cuda::device_count,
         "Number of visible CUDA devices (0 if the driver sees none); RuntimeError naming the "

@@ -6,27 +6,13 @@
 #include <stdexcept>
 
 #include "fastinit/buffer.hpp"
+#include "fastinit/dlpack.hpp"
 #include "fastinit/fill.hpp"
 #include "fastinit/kernel_table.hpp"
 #include "fastinit/lanes_scalar.hpp"
 #include "fastinit/philox.hpp"
 
 namespace fastinit {
-
-namespace {
-
-void require_cpu(const BufferView& b) {
-  // CUDA-host and managed memory are addressable from the CPU.
-  if (b.device_type == 1 || b.device_type == 3 || b.device_type == 13) return;
-  PyErr_SetString(PyExc_BufferError,
-                  ("fastinit: the CPU kernels cannot write to DLPack device type " +
-                   std::to_string(b.device_type) + " (device " + std::to_string(b.device_id) + ")")
-                      .c_str());
-  throw py::error_already_set();
-}
-
-
-}  // namespace
 
 void register_fill(py::module_& m) {
   m.def(
@@ -43,7 +29,7 @@ void register_fill(py::module_& m) {
       [](py::handle target, const std::string& dist, const std::vector<double>& params,
          uint64_t key, uint64_t stream, py::object global_shape, py::object global_offset) {
         BufferView b = acquire_buffer(target);
-        require_cpu(b);
+        require_host_memory(b, "the CPU kernels");
         const Shard s = make_shard(b, global_shape, global_offset);
         const FillParams P = make_params(dist, b.dtype, params, key, stream);
         py::gil_scoped_release nogil;
@@ -56,7 +42,7 @@ void register_fill(py::module_& m) {
       "constant",
       [](py::handle target, double value, py::object global_shape, py::object global_offset) {
         BufferView b = acquire_buffer(target);
-        require_cpu(b);
+        require_host_memory(b, "the CPU kernels");
         make_shard(b, global_shape, global_offset);  // validated for symmetry with the fills
         py::gil_scoped_release nogil;
         constant_cpu(b, value);
@@ -70,7 +56,7 @@ void register_fill(py::module_& m) {
          const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& indices,
          py::object global_shape, py::object global_offset) {
         BufferView b = acquire_buffer(target);
-        require_cpu(b);
+        require_host_memory(b, "the CPU kernels");
         const Shard s = make_shard(b, global_shape, global_offset);
         const int64_t* idx = indices.data();
         const int64_t n = indices.size();
@@ -108,6 +94,14 @@ void register_fill(py::module_& m) {
       if (dtype_name(t) == dtype) return round_to_dtype(x, t);
     throw std::invalid_argument("fastinit: unknown dtype " + dtype);
   });
+
+  // The DLPack device types, from dlpack.hpp, for the Python layer's routing. (The device
+  // type enum ends well below 64.)
+  py::list host_devices;
+  for (int32_t t = 0; t < 64; ++t)
+    if (dl_device_host_addressable(t)) host_devices.append(t);
+  m.attr("DLPACK_HOST_DEVICES") = py::tuple(host_devices);
+  m.attr("DLPACK_CUDA") = static_cast<int>(kDLCUDA);
 
   m.def("set_num_threads", &set_num_threads, py::arg("n"));
   m.def("get_num_threads", &get_num_threads);

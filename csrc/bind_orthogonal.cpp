@@ -10,21 +10,12 @@
 #include "fastinit/buffer.hpp"
 #include "fastinit/fill.hpp"
 #include "fastinit/kernel_table.hpp"
+#include "fastinit/native_state.hpp"
 #include "fastinit/orthogonal.hpp"
 
 namespace fastinit {
 
 namespace {
-
-void require_cpu(const BufferView& b) {
-  // CUDA-host and managed memory are addressable from the CPU.
-  if (b.device_type == 1 || b.device_type == 3 || b.device_type == 13) return;
-  PyErr_SetString(PyExc_BufferError,
-                  ("fastinit: orthogonal initialization runs on the CPU only; cannot write to "
-                   "DLPack device type " + std::to_string(b.device_type))
-                      .c_str());
-  throw py::error_already_set();
-}
 
 OrthogonalOptions options(double gain, uint64_t key, uint64_t stream, int threads,
                           bool sign_correction, int64_t block) {
@@ -55,7 +46,7 @@ void register_orthogonal(py::module_& m) {
       [](py::handle target, double gain, uint64_t key, uint64_t stream,
          std::optional<int> column_axis, int threads, bool sign_correction, int64_t block) {
         BufferView b = acquire_buffer(target);
-        require_cpu(b);
+        require_host_memory(b, "orthogonal initialization (CPU only)");
         const OrthogonalOptions o = options(gain, key, stream, threads, sign_correction, block);
         py::gil_scoped_release nogil;
         orthogonal_cpu(b, column_axis, o);
@@ -70,7 +61,7 @@ void register_orthogonal(py::module_& m) {
       [](py::handle target, double gain, uint64_t key, uint64_t stream,
          std::optional<int> column_axis, int threads) {
         BufferView b = acquire_buffer(target);
-        require_cpu(b);
+        require_host_memory(b, "orthogonal initialization (CPU only)");
         const OrthogonalOptions o = options(gain, key, stream, threads, true, 0);
         py::gil_scoped_release nogil;
         delta_orthogonal_cpu(b, column_axis, o);
@@ -89,7 +80,7 @@ void register_orthogonal(py::module_& m) {
           throw std::invalid_argument("fastinit: reflector needs M >= N >= 1 and 0 <= j < N");
         const int64_t n = M - j;
         const DType t = float64 ? DType::F64 : DType::F32;
-        const FillParams P = make_normal_params(t, 0.0, 1.0, key, stream);
+        const FillParams P = make_params(Dist::Normal, t, {0.0, 1.0}, key, stream);
         const KernelTable& kt = scalar_kernels();
         double tau = 0, d = 0;
         auto make = [&](auto* v) {
@@ -127,8 +118,6 @@ void register_orthogonal(py::module_& m) {
   m.def("set_num_threads", &blas_set_num_threads, py::arg("n"),
         "Set OpenBLAS's thread count (fastinit sets it on every call to its own count).");
   m.def("get_num_threads", &blas_num_threads);
-  m.def("get_isa", [] { return std::string(active_kernels().name); });
-  m.def("set_isa", &set_active_isa, py::arg("name"));
 }
 
 }  // namespace fastinit
@@ -136,4 +125,5 @@ void register_orthogonal(py::module_& m) {
 PYBIND11_MODULE(_blas, m) {
   m.doc() = "fastinit orthogonal initialization on scipy-openblas32 (private; use fastinit)";
   fastinit::register_orthogonal(m);
+  fastinit::register_native_state(m);
 }

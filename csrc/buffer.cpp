@@ -109,24 +109,6 @@ void fill_from_dltensor(BufferView& b, const DLTensor& t) {
 
 }  // namespace
 
-int64_t BufferView::size() const {
-  // acquire_buffer checked that the product of the extents of a non-empty buffer fits.
-  if (std::find(shape.begin(), shape.end(), 0) != shape.end()) return 0;
-  int64_t n = 1;
-  for (int64_t s : shape) n *= s;
-  return n;
-}
-
-std::string dtype_name(DType t) {
-  switch (t) {
-    case DType::F32: return "float32";
-    case DType::F64: return "float64";
-    case DType::F16: return "float16";
-    case DType::BF16: return "bfloat16";
-  }
-  return "?";
-}
-
 BufferView acquire_buffer(py::handle obj) {
   BufferView b;
   if (py::isinstance<py::array>(obj)) {
@@ -201,6 +183,13 @@ BufferView acquire_buffer(py::handle obj) {
   }
   throw py::type_error("fastinit: expected a NumPy array or a DLPack capsule, got " +
                        std::string(py::str(py::type::of(obj).attr("__name__"))));
+}
+
+void require_host_memory(const BufferView& b, const char* who) {
+  if (dl_device_host_addressable(b.device_type)) return;
+  raise_buffer_error(std::string("fastinit: ") + who + " cannot write to DLPack device type " +
+                     std::to_string(b.device_type) + " (device " + std::to_string(b.device_id) +
+                     ")");
 }
 
 Shard make_shard(const BufferView& b, const py::object& global_shape,

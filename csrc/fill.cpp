@@ -101,6 +101,8 @@ double step_dtype(double v, DType t, bool up) {
   return decode16(h, t);
 }
 
+}  // namespace
+
 double ceil_to_dtype(double x, DType t) {
   const double c = round_to_dtype(x, t);
   return c < x ? step_dtype(c, t, true) : c;
@@ -111,30 +113,15 @@ double floor_to_dtype(double x, DType t) {
   return c > x ? step_dtype(c, t, false) : c;
 }
 
-// Phi(x) for the host-side setup; erfc keeps full relative accuracy in the lower tail.
-double ndtr(double x) { return 0.5 * std::erfc(-x / std::sqrt(2.0)); }
-
-FillParams base_params(Dist d, DType t, uint64_t key, uint64_t stream) {
-  FillParams P{};
-  P.dist = d;
-  P.dtype = t;
-  P.key = key;
-  P.stream = stream;
-  return P;
+std::string dtype_name(DType t) {
+  switch (t) {
+    case DType::F32: return "float32";
+    case DType::F64: return "float64";
+    case DType::F16: return "float16";
+    case DType::BF16: return "bfloat16";
+  }
+  return "?";
 }
-
-void set_clamp(FillParams& P, DType t, double lo, double hi, const char* what) {
-  const double lo_c = ceil_to_dtype(lo, t), hi_c = floor_to_dtype(hi, t);
-  if (!(lo_c <= hi_c))
-    throw std::invalid_argument(std::string("fastinit: no ") + dtype_name(t) + " value lies in " +
-                                what + " [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
-  P.f[2] = static_cast<float>(lo_c);
-  P.f[3] = static_cast<float>(hi_c);
-  P.d[2] = lo_c;
-  P.d[3] = hi_c;
-}
-
-}  // namespace
 
 double round_to_dtype(double x, DType t) {
   switch (t) {
@@ -159,92 +146,49 @@ void encode_value(double x, DType t, void* out) {
   }
 }
 
-FillParams make_uniform_params(DType t, double low, double high, uint64_t key, uint64_t stream) {
-  if (!std::isfinite(low) || !std::isfinite(high) || !(low <= high))
-    throw std::invalid_argument("fastinit: uniform_ needs finite low <= high");
-  FillParams P = base_params(Dist::Uniform, t, key, stream);
-  P.f[0] = static_cast<float>(low);
-  P.f[1] = static_cast<float>(high - low);
-  P.d[0] = low;
-  P.d[1] = high - low;
-  if (!std::isfinite(P.d[1]) || (t != DType::F64 && !std::isfinite(P.f[1])))
-    throw std::invalid_argument("fastinit: uniform_ range high - low overflows");
-  set_clamp(P, t, low, high, "the uniform range");
-  // Whether the clamp can ever act: y = fma(u, span, low) is monotonic in u, so its extremes
-  // are at u = 0 (y = low) and at the largest u of each dtype class.
-  const float max_f = std::fma(1.0f - 0x1p-24f, P.f[1], P.f[0]);
-  P.f[4] = (P.f[0] >= P.f[2] && max_f <= P.f[3]) ? 0.0f : 1.0f;
-  const double max_d = std::fma(1.0 - 0x1p-53, P.d[1], P.d[0]);
-  P.d[4] = (P.d[0] >= P.d[2] && max_d <= P.d[3]) ? 0.0 : 1.0;
-  return P;
+[[noreturn]] void throw_unknown_dist(int id) {
+  throw std::invalid_argument("fastinit: unknown distribution id " + std::to_string(id));
 }
 
-FillParams make_normal_params(DType t, double mean, double std, uint64_t key, uint64_t stream) {
-  if (!std::isfinite(mean) || !std::isfinite(std) || std < 0)
-    throw std::invalid_argument("fastinit: normal_ needs a finite mean and a finite std >= 0");
-  FillParams P = base_params(Dist::Normal, t, key, stream);
-  P.f[0] = static_cast<float>(mean);
-  P.f[1] = static_cast<float>(std);
-  P.d[0] = mean;
-  P.d[1] = std;
-  return P;
+[[noreturn]] void throw_unknown_dtype(int id) {
+  throw std::invalid_argument("fastinit: unknown dtype id " + std::to_string(id));
 }
 
-FillParams make_trunc_normal_params(DType t, double mean, double std, double a, double b,
-                                    uint64_t key, uint64_t stream) {
-  if (!std::isfinite(mean) || !std::isfinite(std) || !(std > 0))
-    throw std::invalid_argument("fastinit: trunc_normal_ needs a finite mean and a finite std > 0");
-  if (std::isnan(a) || std::isnan(b) || !(a < b))
-    throw std::invalid_argument("fastinit: trunc_normal_ needs a < b (got a=" + std::to_string(a) +
-                                ", b=" + std::to_string(b) + ")");
-  FillParams P = base_params(Dist::TruncNormal, t, key, stream);
-  const double alpha = (a - mean) / std, beta = (b - mean) / std;
-  const double pl = ndtr(alpha), qu = ndtr(-beta);
-  // The mass of [alpha, beta], formed from the two small tails where it matters.
-  double mass;
-  if (beta <= 0) mass = ndtr(beta) - pl;
-  else if (alpha >= 0) mass = ndtr(-alpha) - qu;
-  else mass = 1.0 - pl - qu;
-  const bool narrow = t != DType::F64;
-  const double min_mass = narrow ? 0x1p-100 : 0x1p-1000;
-  if (!(mass >= min_mass))
-    throw std::invalid_argument(
-        "fastinit: the truncation interval [" + std::to_string(alpha) + ", " + std::to_string(beta) +
-        "] (in std units) has too little normal probability mass for " + dtype_name(t) +
-        " arithmetic" + (narrow ? "; fill a float64 buffer instead" : ""));
-  P.f[0] = static_cast<float>(mean);
-  P.f[1] = static_cast<float>(std);
-  P.f[4] = static_cast<float>(pl);
-  P.f[5] = static_cast<float>(qu);
-  P.f[6] = static_cast<float>(mass);
-  P.d[0] = mean;
-  P.d[1] = std;
-  P.d[4] = pl;
-  P.d[5] = qu;
-  P.d[6] = mass;
-  set_clamp(P, t, a, b, "the truncation interval");
-  return P;
+Dist dist_from_name(const std::string& name) {
+  std::string known;
+#define FASTINIT_X(E, T, m)                        \
+  if (name == T::name) return Dist::E;             \
+  known += (known.empty() ? "" : ", ") + std::string(T::name);
+  FASTINIT_DISTRIBUTIONS(FASTINIT_X)
+#undef FASTINIT_X
+  throw std::invalid_argument("fastinit: unknown distribution '" + name + "' (known: " + known + ")");
+}
+
+FillParams make_params(Dist dist, DType t, const std::vector<double>& p, uint64_t key,
+                       uint64_t stream) {
+  FillParams P{};
+  P.dist = dist;
+  P.dtype = t;
+  P.key = key;
+  P.stream = stream;
+  visit_dtype(t, [](auto) {});  // an unknown dtype id throws here, before any setup
+  switch (dist) {  // generated from the table; no default (-Werror=switch)
+#define FASTINIT_X(E, T, m)                                                                    \
+  case Dist::E:                                                                                \
+    if (p.size() != static_cast<size_t>(T::nargs))                                             \
+      throw std::invalid_argument(std::string("fastinit: ") + T::name + " takes " +            \
+                                  std::to_string(T::nargs) + " parameters");                   \
+    T::setup(t, p.data(), P.f.m, P.d.m);                                                       \
+    return P;
+    FASTINIT_DISTRIBUTIONS(FASTINIT_X)
+#undef FASTINIT_X
+  }
+  throw_unknown_dist(static_cast<int>(dist));
 }
 
 FillParams make_params(const std::string& dist, DType t, const std::vector<double>& p,
-                      uint64_t key, uint64_t stream) {
-  auto need = [&](size_t n) {
-    if (p.size() != n)
-      throw std::invalid_argument("fastinit: " + dist + " takes " + std::to_string(n) + " parameters");
-  };
-  if (dist == "uniform") {
-    need(2);
-    return make_uniform_params(t, p[0], p[1], key, stream);
-  }
-  if (dist == "normal") {
-    need(2);
-    return make_normal_params(t, p[0], p[1], key, stream);
-  }
-  if (dist == "trunc_normal") {
-    need(4);
-    return make_trunc_normal_params(t, p[0], p[1], p[2], p[3], key, stream);
-  }
-  throw std::invalid_argument("fastinit: unknown distribution '" + dist + "'");
+                       uint64_t key, uint64_t stream) {
+  return make_params(dist_from_name(dist), t, p, key, stream);
 }
 
 RunLayout make_layout(const BufferView& b, const Shard& s) {
@@ -298,11 +242,12 @@ namespace {
 // threads dynamically, and calls seg(global_start, memory_start, length) for each contiguous
 // piece of a run. Chunks are multiples of 256 elements, so in the contiguous case every chunk
 // starts on a whole SIMD group and no Philox block is generated twice.
+// threads: 0 for the process-wide count (set_num_threads / OpenMP's default).
 template <class Seg>
-void for_each_segment(const RunLayout& L, const Seg& seg) {
+void for_each_segment(const RunLayout& L, const Seg& seg, int threads = 0) {
   const int64_t N = L.total;
   if (N == 0) return;
-  const int threads = threads_now();
+  if (threads <= 0) threads = threads_now();
   int64_t chunk = N / (static_cast<int64_t>(threads) * 8);
   chunk = std::clamp<int64_t>(chunk, 16384, int64_t{1} << 20);
   chunk = (chunk + 255) / 256 * 256;
@@ -331,6 +276,9 @@ void for_each_segment(const RunLayout& L, const Seg& seg) {
 }  // namespace
 
 void fill_cpu(const BufferView& b, const Shard& s, const FillParams& P) {
+  // The kernels throw for an unknown (distribution, dtype) id, but an exception must not leave
+  // an OpenMP region: check here, before anything is written.
+  visit_fill(P.dist, P.dtype, [](auto, auto) {});
   const RunLayout L = make_layout(b, s);
   const int64_t isz = dtype_size(b.dtype);
   const KernelTable& kt = active_kernels();
@@ -363,7 +311,7 @@ void fill_cpu(const BufferView& b, const Shard& s, const FillParams& P) {
   });
 }
 
-void constant_cpu(const BufferView& b, double value) {
+void constant_cpu(const BufferView& b, double value, int threads) {
   Shard whole{b.shape, std::vector<int64_t>(b.shape.size(), 0)};
   const RunLayout L = make_layout(b, whole);
   const int64_t isz = dtype_size(b.dtype);
@@ -386,7 +334,7 @@ void constant_cpu(const BufferView& b, double value) {
     if (isz == 8) fill_typed(uint64_t{});
     else if (isz == 4) fill_typed(uint32_t{});
     else fill_typed(uint16_t{});
-  });
+  }, threads);
 }
 
 std::vector<int64_t> scatter_offsets(const BufferView& b, const Shard& s, const int64_t* indices,

@@ -406,7 +406,7 @@ class OrthogonalJob {
     if (lay_.rows == 0 || lay_.cols == 0) return;
     S* q = in_place_ ? reinterpret_cast<S*>(b_.data) : ws_.get();
     const bool q_row_major = tall_;  // A row-major: A = Q (tall) or A = Q^T (wide)
-    const FillParams P = make_normal_params(compute_dtype<S>(), 0.0, 1.0, opt_.key, opt_.stream);
+    const FillParams P = make_params(Dist::Normal, compute_dtype<S>(), {0.0, 1.0}, opt_.key, opt_.stream);
     const int threads = opt_.threads;
     std::lock_guard<std::mutex> lock(blas_mutex());
     if (q_row_major)
@@ -504,7 +504,7 @@ void orthogonal_matrix(S* q, int64_t M, int64_t N, int64_t ld, bool row_major,
   std::vector<double> tau(N), d(N);
   Phase1Scratch<S> p1(opt.threads);
   Phase2Scratch<S> p2(M, N, block_size(N, opt));
-  const FillParams P = make_normal_params(compute_dtype<S>(), 0.0, 1.0, opt.key, opt.stream);
+  const FillParams P = make_params(Dist::Normal, compute_dtype<S>(), {0.0, 1.0}, opt.key, opt.stream);
   std::lock_guard<std::mutex> lock(blas_mutex());
   if (row_major) write_reflectors_rowmajor(q, M, N, ld, P, tau.data(), d.data(), opt.threads, p1);
   else write_reflectors_colmajor(q, M, N, ld, P, tau.data(), d.data(), opt.threads, p1);
@@ -541,8 +541,7 @@ void delta_orthogonal_cpu(const BufferView& b, std::optional<int> column_axis,
   if (empty) return;
   // The job for the centre validates and allocates before the zeros are written.
   with_job(centre, column_axis, opt, [&] {
-    set_num_threads(opt.threads);
-    constant_cpu(b, 0.0);
+    constant_cpu(b, 0.0, opt.threads);
   });
 }
 

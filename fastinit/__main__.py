@@ -6,6 +6,10 @@ bench
     Time fastinit's fills against ``torch.nn.init`` side by side on LLM-sized buffers and
     print the table (see :mod:`fastinit.bench`). ``--model`` and ``--orthogonal`` add the
     model-construction and orthogonal sections.
+report
+    Show per-layer signal propagation (activation and gradient std against depth) of deep
+    MLPs under five initializations, or of your own model with ``--model module:callable``
+    (see :mod:`fastinit.bench.report`); prints the table and writes a PNG.
 
 Each command lives in its own sub-parser, so new ones (``config``, ...) are one
 ``add_parser`` away.
@@ -29,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         The top-level parser, with one sub-parser per command.
     """
     from . import bench
+    from .bench import report as report_cli
 
     parser = argparse.ArgumentParser(
         prog="fastinit",
@@ -48,6 +53,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_bench_arguments(bench_parser)
     bench_parser.set_defaults(handler=bench.run_from_args)
+    report_parser = commands.add_parser(
+        "report",
+        help="per-layer signal propagation of deep MLPs (or --model) under several inits",
+        description=(
+            "Run fastinit.torch.signal_report on 50-layer tanh and ReLU MLPs under torch's "
+            "default init, xavier_normal_, kaiming_normal_, orthogonal_ and lsuv_, print the "
+            "table and write one PNG; or on your own model with --model module:callable."
+        ),
+    )
+    report_cli.add_report_arguments(report_parser)
+    report_parser.set_defaults(handler=report_cli.run_from_args)
     return parser
 
 

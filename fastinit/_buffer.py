@@ -49,10 +49,11 @@ __all__ = [
     "shape_of",
 ]
 
-# DLPack device types that fastinit's CPU kernels can write (CPU, CUDA host, CUDA managed).
-CPU_DEVICES = (1, 3, 13)
+#: DLPack device types that fastinit's CPU kernels can write (CPU, CUDA host, CUDA managed),
+#: as the native core declares them (csrc/include/fastinit/dlpack.hpp).
+CPU_DEVICES: tuple[int, ...] = _core.DLPACK_HOST_DEVICES
 #: DLPack's device type of CUDA device memory.
-CUDA_DEVICE = 2
+CUDA_DEVICE: int = _core.DLPACK_CUDA
 
 #: DLPack's integer for the legacy default stream (``0`` is reserved for CUDA).
 LEGACY_DEFAULT_STREAM = 1

@@ -14,7 +14,7 @@ import pytest
 from scipy import stats
 
 import fastinit
-from fastinit import _orthogonal
+from fastinit import _core, _orthogonal
 from fastinit._orthogonal import delta_orthogonal_, orthogonal_
 
 from .conftest import ISAS, bits
@@ -274,16 +274,16 @@ def test_thread_counts(shape: tuple[int, int]) -> None:
 
 
 def test_every_simd_path_gives_the_same_bits() -> None:
-    before = blas.get_isa()
+    before = _core.get_isa()
     try:
         results = []
         for isa in ISAS:
-            blas.set_isa(isa)
+            _core.set_isa(isa)  # one kernel set per process: _blas uses _core's
             results.append(orthogonal_(np.empty((90, 40), np.float32), seed=4))
         for r in results[1:]:
             assert (bits(r) == bits(results[0])).all()
     finally:
-        blas.set_isa(before)
+        _core.set_isa(before)
 
 
 # --------------------------------------------------------------------------------------------

@@ -48,10 +48,16 @@ FASTINIT = [
 ]
 
 FASTINIT_TORCH = [
+    "LSUVLayer",
+    "LSUVReport",
+    "LayerSignal",
+    "SignalReport",
     "apply_",
     "calculate_gain",
     "constant",
     "constant_",
+    "depth_scaled",
+    "depth_scaled_std",
     "dirac",
     "dirac_",
     "eye",
@@ -61,6 +67,7 @@ FASTINIT_TORCH = [
     "kaiming_normal_",
     "kaiming_uniform",
     "kaiming_uniform_",
+    "lsuv_",
     "materialize_",
     "normal",
     "normal_",
@@ -69,6 +76,8 @@ FASTINIT_TORCH = [
     "orthogonal_",
     "patch",
     "patched",
+    "plot_signal",
+    "signal_report",
     "sparse",
     "sparse_",
     "trunc_normal_",

@@ -39,7 +39,7 @@ build() {
     pids+=($!)
     objs+=("$dir/kernels_$isa.o")
   done
-  for src in dispatch; do
+  for src in dispatch fill; do
     "$cxx" "${common[@]}" "${extra[@]}" -fopenmp "${have[@]}" -DFASTINIT_COMPILED_ISAS="\"$list\"" \
       -c "csrc/$src.cpp" -o "$dir/$src.o" &
     pids+=($!)

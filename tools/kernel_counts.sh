@@ -24,7 +24,8 @@ g++ "${f[@]}" -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx2 -mfma -mf16c -mb
 wait
 have=(-DFASTINIT_HAVE_AVX2=1 -DFASTINIT_HAVE_AVX512=1)
 g++ "${f[@]}" "${have[@]}" -DFASTINIT_COMPILED_ISAS='"scalar,avx2,avx512,"' -c csrc/dispatch.cpp -o "$work/dispatch.o"
-g++ "${f[@]}" "${have[@]}" tests/native/kernel_count.cpp "$work"/{scalar,avx2,avx512,dispatch}.o -o "$work/kc"
+g++ "${f[@]}" -fopenmp -c csrc/fill.cpp -o "$work/fill.o"
+g++ "${f[@]}" "${have[@]}" -fopenmp tests/native/kernel_count.cpp "$work"/{scalar,avx2,avx512,dispatch,fill}.o -o "$work/kc"
 
 if [[ "${SKIP_CALLGRIND:-0}" == 0 ]] && command -v valgrind >/dev/null; then
   echo "== dynamic instructions per element (callgrind; difference of 3 and 1 fills of 65536)"

@@ -148,6 +148,11 @@ assert pkg.startswith(venv + os.sep), f"fastinit imported from {pkg}, not from {
 assert not so.startswith(root + os.sep), f"_core imported from the checkout: {so}"
 mods = sorted(glob.glob(os.path.join(pkg, "_*.so")))
 assert so in mods, (so, mods)
+# The core library that every module links (thread count, kernel sets, fills).
+core = os.path.join(pkg, "libfastinit_core.so")
+assert os.path.isfile(core), f"{core} is missing"
+assert os.path.realpath(_core._native_state()["library"]) == os.path.realpath(core), _core._native_state()
+mods.append(core)
 for m in mods:
     syms = subprocess.run(["nm", "-D", m], capture_output=True, text=True, check=True).stdout
     assert "__asan_init" in syms or "__asan_version_mismatch_check" in syms, f"{m}: no ASan"

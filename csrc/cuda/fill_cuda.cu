@@ -94,52 +94,26 @@ unsigned grid_for(int64_t items, int device) {
   return static_cast<unsigned>(std::max<int64_t>(1, std::min(wave, need)));
 }
 
-using FillKernel = void (*)(FillParams, DeviceLayout, char*);
-
-template <Dist D>
-FillKernel fill_kernel_for(DType t) {
-  switch (t) {
-    case DType::F32:
-      return &fill_kernel<D, DType::F32>;
-    case DType::F64:
-      return &fill_kernel<D, DType::F64>;
-    case DType::F16:
-      return &fill_kernel<D, DType::F16>;
-    case DType::BF16:
-      return &fill_kernel<D, DType::BF16>;
-  }
-  throw std::invalid_argument("fastinit: unknown dtype");
-}
-
-FillKernel fill_kernel_for(Dist d, DType t) {
-  switch (d) {
-    case Dist::Uniform:
-      return fill_kernel_for<Dist::Uniform>(t);
-    case Dist::Normal:
-      return fill_kernel_for<Dist::Normal>(t);
-    case Dist::TruncNormal:
-      return fill_kernel_for<Dist::TruncNormal>(t);
-  }
-  throw std::invalid_argument("fastinit: unknown distribution");
-}
+// The two ways of running the work items of one (distribution, dtype): the kernel, and the
+// same items one after the other on the host (emulate_fill).
+struct FillOps {
+  void (*kernel)(FillParams, DeviceLayout, char*);
+  void (*emulate)(const DeviceLayout&, const FillParams&, char*);
+};
 
 template <Dist D, DType T>
 void emulate_fill_typed(const DeviceLayout& L, const FillParams& P, char* data) {
   for (int64_t t = 0; t < L.items; ++t) fill_item<D, T>(P, L, data, t);
 }
 
-template <Dist D>
-void emulate_fill_dist(const DeviceLayout& L, const FillParams& P, char* data) {
-  switch (P.dtype) {
-    case DType::F32:
-      return emulate_fill_typed<D, DType::F32>(L, P, data);
-    case DType::F64:
-      return emulate_fill_typed<D, DType::F64>(L, P, data);
-    case DType::F16:
-      return emulate_fill_typed<D, DType::F16>(L, P, data);
-    case DType::BF16:
-      return emulate_fill_typed<D, DType::BF16>(L, P, data);
-  }
+// The one selection of the CUDA side, through params.hpp's visitor: an unknown
+// (distribution, dtype) id throws std::invalid_argument before anything is launched.
+FillOps fill_ops(const FillParams& P) {
+  return visit_fill(P.dist, P.dtype, [](auto D, auto T) {
+    constexpr Dist d = decltype(D)::value;
+    constexpr DType t = decltype(T)::value;
+    return FillOps{&fill_kernel<d, t>, &emulate_fill_typed<d, t>};
+  });
 }
 
 // A contiguous buffer splits into single elements and 16-byte chunks; the chunk holds the
@@ -228,9 +202,9 @@ void launch_scatter(const int64_t* offsets, int64_t count, Bits pattern, char* d
 }  // namespace
 
 void fill(const DeviceLayout& L, const FillParams& P, char* data, int device, StreamHandle stream) {
+  const auto k = fill_ops(P).kernel;  // first: an unknown id throws even for an empty buffer
   if (L.items == 0) return;
   DeviceGuard guard(device);
-  const FillKernel k = fill_kernel_for(P.dist, P.dtype);
   k<<<grid_for(L.items, device), kThreads, 0, to_stream(stream)>>>(P, L, data);
   check(cudaGetLastError(), "launching the fill kernel", device);
 }
@@ -274,14 +248,7 @@ void scatter(const int64_t* offsets, int64_t count, int itemsize, uint64_t patte
 }
 
 void emulate_fill(const DeviceLayout& L, const FillParams& P, char* data) {
-  switch (P.dist) {
-    case Dist::Uniform:
-      return emulate_fill_dist<Dist::Uniform>(L, P, data);
-    case Dist::Normal:
-      return emulate_fill_dist<Dist::Normal>(L, P, data);
-    case Dist::TruncNormal:
-      return emulate_fill_dist<Dist::TruncNormal>(L, P, data);
-  }
+  fill_ops(P).emulate(L, P, data);
 }
 
 void emulate_constant(const DeviceLayout& L, int itemsize, uint64_t pattern, char* data) {

@@ -4,6 +4,8 @@ A separate audience from the library: it imports ``fastinit`` (and torch), and n
 ``fastinit`` imports it. ``fills`` times the element-wise fills against ``torch.nn.init``
 (and owns the command's arguments); ``models`` times model construction and
 ``orthogonal`` the orthogonal initializers, as optional sections of the same run.
+``report`` is the ``python -m fastinit report`` command (signal propagation under several
+initializations, or of a user's model).
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ shards with the values the unsharded tensor has there (see docs/sharded.md).
 
 from __future__ import annotations
 
+from ._lsuv import LSUVLayer, LSUVReport, lsuv_
 from ._materialize import RuleKey as RuleKey
 from ._materialize import Scheme as Scheme
 from ._materialize import apply_, materialize_
@@ -56,12 +57,20 @@ from ._nn_init import (
     zeros_,
 )
 from ._patch import is_patched, patch, patched, unpatch
+from ._residual import depth_scaled, depth_scaled_std
+from ._signal import LayerSignal, SignalReport, plot_signal, signal_report
 
 __all__ = [
+    "LSUVLayer",
+    "LSUVReport",
+    "LayerSignal",
+    "SignalReport",
     "apply_",
     "calculate_gain",
     "constant",
     "constant_",
+    "depth_scaled",
+    "depth_scaled_std",
     "dirac",
     "dirac_",
     "eye",
@@ -71,6 +80,7 @@ __all__ = [
     "kaiming_normal_",
     "kaiming_uniform",
     "kaiming_uniform_",
+    "lsuv_",
     "materialize_",
     "normal",
     "normal_",
@@ -79,6 +89,8 @@ __all__ = [
     "orthogonal_",
     "patch",
     "patched",
+    "plot_signal",
+    "signal_report",
     "sparse",
     "sparse_",
     "trunc_normal_",

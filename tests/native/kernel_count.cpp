@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "fastinit/fill.hpp"
 #include "fastinit/kernel_table.hpp"
 #include "fastinit/params.hpp"
 
@@ -64,24 +65,10 @@ int main(int argc, char** argv) {
 }
 
 FillParams bench_params(const std::string& dist, DType t) {
-  FillParams P{};
-  P.key = 1;
-  P.dtype = t;
-  // The bench's parameters: uniform(-1, 1), normal(0, 1), trunc_normal(0, 1, -2, 2) (the
-  // truncation constants Phi(-2), Phi(-2) and the mass between, as the host computes them).
-  if (dist == "uniform") {
-    P.dist = Dist::Uniform;
-    P.f[0] = -1.0f, P.f[1] = 2.0f, P.f[2] = -1.0f, P.f[3] = 1.0f;
-    P.d[0] = -1.0, P.d[1] = 2.0, P.d[2] = -1.0, P.d[3] = 1.0;
-  } else if (dist == "normal") {
-    P.dist = Dist::Normal;
-    P.f[1] = 1.0f, P.d[1] = 1.0;
-  } else {
-    P.dist = Dist::TruncNormal;
-    const double pl = 0.022750131948179195, mass = 1.0 - 2 * pl;
-    P.f[1] = 1.0f, P.f[2] = -2.0f, P.f[3] = 2.0f;
-    P.f[4] = static_cast<float>(pl), P.f[5] = static_cast<float>(pl), P.f[6] = static_cast<float>(mass);
-    P.d[1] = 1.0, P.d[2] = -2.0, P.d[3] = 2.0, P.d[4] = pl, P.d[5] = pl, P.d[6] = mass;
-  }
-  return P;
+  // The bench's parameters: uniform(-1, 1), normal(0, 1), trunc_normal(0, 1, -2, 2), set up by
+  // the host code the bindings use.
+  const std::vector<double> args = dist == "uniform"  ? std::vector<double>{-1.0, 1.0}
+                                   : dist == "normal" ? std::vector<double>{0.0, 1.0}
+                                                      : std::vector<double>{0.0, 1.0, -2.0, 2.0};
+  return make_params(dist, t, args, 1, 0);
 }

@@ -1,8 +1,7 @@
 // Bit equality of every compiled SIMD kernel set with the scalar set, without Python: the
 // CPU kernels (csrc/kernels_isa.cpp, built once per instruction set) are linked here with the
-// runtime dispatch (csrc/dispatch.cpp). The host parameter setup (csrc/fill.cpp) needs Python
-// headers, so params() below builds the same FillParams for bounds that every dtype represents
-// exactly (the golden check fails if the two ever disagree). Built and
+// runtime dispatch (csrc/dispatch.cpp) and the host parameter setup (csrc/fill.cpp, make_params:
+// the same FillParams as the Python bindings build). Built and
 // run by tools/arm_harness.sh: cross-compiled for aarch64 and run under qemu-user (NEON vs
 // scalar), and natively on x86-64 (AVX2 and AVX-512 vs scalar, where the CPU has them).
 //
@@ -18,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "fastinit/fill.hpp"
 #include "fastinit/kernel_table.hpp"
 #include "fastinit/params.hpp"
 
@@ -74,65 +74,11 @@ const int64_t kLengths[] = {1, 2, 3, 5, 31, 64, 67, 257, 1029};
 
 constexpr int64_t kPad = 128;
 
-// Phi(x), as the host computes it (erfc keeps the lower tail's relative accuracy).
-double ndtr(double x) { return 0.5 * std::erfc(-x / std::sqrt(2.0)); }
-
-// The kernel parameters of csrc/fill.cpp (make_params) for bounds exact in every dtype.
-// Throws std::invalid_argument where fill.cpp would (too little mass for the dtype class).
+// The kernel parameters exactly as the bindings build them; std::invalid_argument where the
+// parameters cannot be honoured (too little mass for the dtype class).
 FillParams params(const std::string& dist, DType t, const std::vector<double>& p, uint64_t key,
                   uint64_t stream) {
-  FillParams P{};
-  P.dtype = t;
-  P.key = key;
-  P.stream = stream;
-  if (dist == "uniform") {
-    P.dist = Dist::Uniform;
-    const double low = p[0], high = p[1];
-    P.f[0] = static_cast<float>(low);
-    P.f[1] = static_cast<float>(high - low);
-    P.d[0] = low;
-    P.d[1] = high - low;
-    P.f[2] = static_cast<float>(low);
-    P.f[3] = static_cast<float>(high);
-    P.d[2] = low;
-    P.d[3] = high;
-    const float max_f = std::fma(1.0f - 0x1p-24f, P.f[1], P.f[0]);
-    P.f[4] = (P.f[0] >= P.f[2] && max_f <= P.f[3]) ? 0.0f : 1.0f;
-    const double max_d = std::fma(1.0 - 0x1p-53, P.d[1], P.d[0]);
-    P.d[4] = (P.d[0] >= P.d[2] && max_d <= P.d[3]) ? 0.0 : 1.0;
-  } else if (dist == "normal") {
-    P.dist = Dist::Normal;
-    P.f[0] = static_cast<float>(p[0]);
-    P.f[1] = static_cast<float>(p[1]);
-    P.d[0] = p[0];
-    P.d[1] = p[1];
-  } else {
-    P.dist = Dist::TruncNormal;
-    const double mean = p[0], sd = p[1], a = p[2], b = p[3];
-    const double alpha = (a - mean) / sd, beta = (b - mean) / sd;
-    const double pl = ndtr(alpha), qu = ndtr(-beta);
-    double mass;
-    if (beta <= 0) mass = ndtr(beta) - pl;
-    else if (alpha >= 0) mass = ndtr(-alpha) - qu;
-    else mass = 1.0 - pl - qu;
-    if (!(mass >= (t != DType::F64 ? 0x1p-100 : 0x1p-1000)))
-      throw std::invalid_argument("too little mass");
-    P.f[0] = static_cast<float>(mean);
-    P.f[1] = static_cast<float>(sd);
-    P.f[4] = static_cast<float>(pl);
-    P.f[5] = static_cast<float>(qu);
-    P.f[6] = static_cast<float>(mass);
-    P.d[0] = mean;
-    P.d[1] = sd;
-    P.d[4] = pl;
-    P.d[5] = qu;
-    P.d[6] = mass;
-    P.f[2] = static_cast<float>(a);
-    P.f[3] = static_cast<float>(b);
-    P.d[2] = a;
-    P.d[3] = b;
-  }
-  return P;
+  return make_params(dist, t, p, key, stream);
 }
 
 long g_checks = 0, g_failures = 0;

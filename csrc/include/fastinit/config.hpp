@@ -21,3 +21,7 @@
 #define FASTINIT_KERNEL_NS_END \
   }                            \
   }
+
+// Functions of libfastinit_core that take pybind11 types. pybind11 gives its namespace hidden
+// visibility, and GCC would hide any function with such a parameter from the other modules.
+#define FASTINIT_CORE_API __attribute__((visibility("default")))

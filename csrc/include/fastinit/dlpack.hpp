@@ -79,3 +79,8 @@ typedef struct DLManagedTensorVersioned {
 } DLManagedTensorVersioned;
 
 }  // extern "C"
+
+// Device types whose memory the CPU can address (and so the CPU kernels can write).
+inline bool dl_device_host_addressable(int32_t device_type) {
+  return device_type == kDLCPU || device_type == kDLCUDAHost || device_type == kDLCUDAManaged;
+}

@@ -6,22 +6,21 @@
 #include <string>
 #include <vector>
 
-#include "fastinit/buffer.hpp"
+#include "fastinit/buffer_view.hpp"
 #include "fastinit/params.hpp"
 
 namespace fastinit {
 
-// Builds the kernel parameters for one fill; throws std::invalid_argument (ValueError in
-// Python) for parameters that cannot be honoured for this dtype.
-FillParams make_uniform_params(DType t, double low, double high, uint64_t key, uint64_t stream);
-FillParams make_normal_params(DType t, double mean, double std, uint64_t key, uint64_t stream);
-FillParams make_trunc_normal_params(DType t, double mean, double std, double a, double b,
-                                    uint64_t key, uint64_t stream);
-
-// The same by distribution name ("uniform": low, high; "normal": mean, std; "trunc_normal":
-// mean, std, a, b), as the Python layer passes them to every device's bindings.
-FillParams make_params(const std::string& dist, DType t, const std::vector<double>& p,
+// Builds the kernel parameters for one fill: the distribution's arguments in the order of its
+// table entry (distributions.hpp: "uniform": low, high; "normal": mean, std; "trunc_normal":
+// mean, std, a, b). Throws std::invalid_argument (ValueError in Python) for an unknown
+// distribution, a wrong argument count, or arguments that cannot be honoured for this dtype.
+FillParams make_params(Dist dist, DType t, const std::vector<double>& args, uint64_t key,
+                       uint64_t stream);
+// The same by distribution name, as the Python layer passes it to every device's bindings.
+FillParams make_params(const std::string& dist, DType t, const std::vector<double>& args,
                        uint64_t key, uint64_t stream);
+Dist dist_from_name(const std::string& name);
 
 // The logical layout of a (possibly sharded, possibly strided) buffer, reduced to runs: every
 // run is `inner` elements whose global (logical) indices advance by `inner_gstride` and whose
@@ -38,8 +37,9 @@ RunLayout make_layout(const BufferView& b, const Shard& s);
 
 // Fills the buffer with the stream P on the CPU (OpenMP; GIL must already be released).
 void fill_cpu(const BufferView& b, const Shard& s, const FillParams& P);
-// Writes one constant (given as a double, rounded to the dtype) to every element.
-void constant_cpu(const BufferView& b, double value);
+// Writes one constant (given as a double, rounded to the dtype) to every element, on
+// `threads` threads (0: the process-wide count).
+void constant_cpu(const BufferView& b, double value, int threads = 0);
 // Memory offsets (in elements, from the buffer's element 0) of the global flat indices that
 // fall inside the shard; indices outside it (or outside the global tensor) are skipped.
 std::vector<int64_t> scatter_offsets(const BufferView& b, const Shard& s, const int64_t* indices,
@@ -48,11 +48,11 @@ std::vector<int64_t> scatter_offsets(const BufferView& b, const Shard& s, const 
 void scatter_constant_cpu(const BufferView& b, const Shard& s, double value,
                           const int64_t* indices, int64_t count);
 
+// The process-wide thread count of every fill (one per process: it lives in the core library
+// that _core, _blas and _cuda share).
 void set_num_threads(int n);
 int get_num_threads();
 
-// The value a double takes when stored in the dtype (round to nearest even), as a double.
-double round_to_dtype(double x, DType t);
 // Encodes a value already representable in the dtype as its bit pattern (little-endian).
 void encode_value(double x, DType t, void* out);
 

@@ -528,23 +528,12 @@ void fill_range_typed(const FillParams& P, void* out, int64_t i0, int64_t n, boo
   if (nt) L::store_fence();
 }
 
+// Every (distribution, dtype) pair comes from params.hpp's visitor; an unknown id throws.
 template <class L>
 void fill_range(const FillParams& P, void* out, int64_t i0, int64_t n, bool nt) {
-#define FASTINIT_CASE(D, T)                                 \
-  if (P.dist == D && P.dtype == T) {                        \
-    fill_range_typed<L, D, T>(P, out, i0, n, nt);           \
-    return;                                                 \
-  }
-#define FASTINIT_CASES(D)         \
-  FASTINIT_CASE(D, DType::F32)    \
-  FASTINIT_CASE(D, DType::F64)    \
-  FASTINIT_CASE(D, DType::F16)    \
-  FASTINIT_CASE(D, DType::BF16)
-  FASTINIT_CASES(Dist::Uniform)
-  FASTINIT_CASES(Dist::Normal)
-  FASTINIT_CASES(Dist::TruncNormal)
-#undef FASTINIT_CASES
-#undef FASTINIT_CASE
+  visit_fill(P.dist, P.dtype, [&](auto D, auto T) {
+    fill_range_typed<L, decltype(D)::value, decltype(T)::value>(P, out, i0, n, nt);
+  });
 }
 
 FASTINIT_KERNEL_NS_END

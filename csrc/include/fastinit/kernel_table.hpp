@@ -1,4 +1,5 @@
-// The per-ISA kernel entry points and the runtime choice among them.
+// The per-ISA kernel entry points and the runtime choice among them (dispatch.cpp, in
+// libfastinit_core: one active kernel set per process).
 #pragma once
 
 #include <cstdint>
@@ -9,7 +10,9 @@
 
 namespace fastinit {
 
-// Fills logical elements [i0, i0 + n) of the stream described by P into contiguous memory.
+// Fills logical elements [i0, i0 + n) of the stream described by P into contiguous memory;
+// throws std::invalid_argument for an unknown distribution or dtype id (callers inside an
+// OpenMP region check the ids first, as fill_cpu does).
 using FillRangeFn = void (*)(const FillParams& P, void* out, int64_t i0, int64_t n, bool nt);
 
 struct KernelTable {

@@ -16,7 +16,7 @@
 //
 //     x_j[t] = Z[j + t, j] = normal element with logical index  (j + t) * N + j,  0 <= t < M-j
 //
-// in the 32-bit class (float32, float16, bfloat16: make_normal_params(DType::F32, 0, 1, ...))
+// in the 32-bit class (float32, float16, bfloat16: make_params(Dist::Normal, DType::F32, {0, 1}, ...))
 // or in the 64-bit class (float64: DType::F64). The strict upper triangle of Z is never used.
 // Row r of Q's lower trapezoid is the contiguous stream range [r N, r N + min(r + 1, N)), and
 // any element can be regenerated on its own, so a device or a shard needs no neighbours.
@@ -74,7 +74,7 @@
 #include <string>
 #include <vector>
 
-#include "fastinit/buffer.hpp"
+#include "fastinit/buffer_view.hpp"
 #include "fastinit/params.hpp"
 
 namespace fastinit {
