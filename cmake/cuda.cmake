@@ -1,8 +1,11 @@
 # The optional CUDA extension module fastinit._cuda (csrc/cuda/, csrc/bind_cuda.cpp).
 #
 # FASTINIT_CUDA (cache variable, also read from the environment by pyproject.toml):
-#   AUTO  build it when a CUDA compiler is found (the default); say why not otherwise
-#   ON    build it or fail the configuration
+#   AUTO  build it when a CUDA compiler is found AND this machine has an NVIDIA driver (the
+#         default): a machine without a GPU does not spend minutes compiling device code it
+#         cannot run. With nvidia-smi, only the architectures of the GPUs present are built.
+#         Says why not otherwise.
+#   ON    build it (for every default architecture) or fail the configuration
 #   OFF   never build it
 # nvcc is looked for in CUDACXX / CMAKE_CUDA_COMPILER, then $CUDA_HOME, $CUDA_PATH,
 # /usr/local/cuda and /opt/cuda, then PATH, so AUTO finds a standard install that is not on PATH.
@@ -46,6 +49,42 @@ if(NOT CMAKE_CUDA_COMPILER AND NOT DEFINED ENV{CUDACXX})
     DOC "nvcc used for the fastinit CUDA module")
   if(FASTINIT_NVCC)
     set(ENV{CUDACXX} "${FASTINIT_NVCC}")  # read by check_language and enable_language
+  endif()
+endif()
+
+# --- AUTO: only where a driver is installed (libcuda.so.1 outside the toolkit's stubs, or the
+#     kernel module's /proc entry); the GPUs' own architectures when nvidia-smi lists them.
+if(_fastinit_cuda_mode STREQUAL "AUTO")
+  find_library(FASTINIT_LIBCUDA NAMES libcuda.so.1 cuda
+    PATHS /usr/lib/x86_64-linux-gnu /usr/lib/aarch64-linux-gnu /usr/lib64 /usr/lib/wsl/lib
+          /usr/local/nvidia/lib64
+    NO_CACHE)
+  if(FASTINIT_LIBCUDA MATCHES "/stubs/")
+    set(FASTINIT_LIBCUDA "")
+  endif()
+  if(NOT FASTINIT_LIBCUDA AND NOT EXISTS /proc/driver/nvidia/version)
+    message(STATUS "fastinit: CUDA module not built (FASTINIT_CUDA=AUTO): this machine has no "
+                   "NVIDIA driver (no libcuda.so.1), so no GPU to run it on; "
+                   "set FASTINIT_CUDA=ON to build it anyway")
+    return()
+  endif()
+  find_program(FASTINIT_NVIDIA_SMI nvidia-smi NO_CACHE)
+  if(FASTINIT_NVIDIA_SMI AND NOT DEFINED CACHE{FASTINIT_CUDA_ARCHITECTURES})
+    execute_process(COMMAND "${FASTINIT_NVIDIA_SMI}" --query-gpu=compute_cap --format=csv,noheader
+                    OUTPUT_VARIABLE _fastinit_caps RESULT_VARIABLE _fastinit_smi_rc
+                    ERROR_QUIET OUTPUT_STRIP_TRAILING_WHITESPACE)
+    if(_fastinit_smi_rc EQUAL 0 AND _fastinit_caps MATCHES "^[0-9]")
+      string(REPLACE "." "" _fastinit_caps "${_fastinit_caps}")
+      string(REGEX REPLACE "[ \t\r\n]+" ";" _fastinit_caps "${_fastinit_caps}")
+      list(REMOVE_DUPLICATES _fastinit_caps)
+      list(SORT _fastinit_caps COMPARE NATURAL)  # the PTX below is for the oldest GPU
+      list(TRANSFORM _fastinit_caps APPEND "-real")
+      list(GET _fastinit_caps 0 _fastinit_first)
+      string(REPLACE "-real" "-virtual" _fastinit_first "${_fastinit_first}")
+      set(FASTINIT_CUDA_ARCHITECTURES "${_fastinit_caps};${_fastinit_first}" CACHE STRING
+          "CUDA_ARCHITECTURES of fastinit._cuda (see cmake/cuda.cmake)")
+      message(STATUS "fastinit: FASTINIT_CUDA=AUTO: building for the GPUs of this machine only")
+    endif()
   endif()
 endif()
 

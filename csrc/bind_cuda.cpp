@@ -144,6 +144,23 @@ PYBIND11_MODULE(_cuda, m) {
         return d;
       },
       py::arg("device"));
+  m.def(
+      "unavailable_reason",
+      [] {
+        std::string message;
+        cuda::unavailable(&message);
+        return message;
+      },
+      "Why CUDA cannot be used here (no driver, driver too old, no device), one cause; \"\" "
+      "when a device is visible.");
+  // Test hook: the message for each cause, whatever this machine has.
+  m.def(
+      "_unavailable_message",
+      [](bool no_device_error, int driver, int runtime, const std::string& detail) {
+        const cuda::Unavailable c = cuda::classify_unavailable(no_device_error, driver, runtime);
+        return cuda::unavailable_message(c, driver, runtime, detail);
+      },
+      py::arg("no_device_error"), py::arg("driver"), py::arg("runtime"), py::arg("detail"));
   m.def("runtime_version", &cuda::runtime_version, "CUDA runtime version linked in (e.g. 13000).");
   m.def("driver_version", &cuda::driver_version, "CUDA version the driver supports; 0 if none.");
   m.def("architectures", &cuda::architectures, "The CUDA_ARCHITECTURES this module was built for.");

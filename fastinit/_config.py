@@ -19,6 +19,8 @@ def _cuda_info() -> dict[str, Any]:
 
             info["devices"] = int(_cuda.device_count())
             info["available"] = info["devices"] > 0
+            if not info["available"]:
+                info["error"] = _cuda.unavailable_reason()
         except Exception as exc:  # a build without a driver reports why
             info["error"] = str(exc)
     return info

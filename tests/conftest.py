@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import ml_dtypes
 import numpy as np
@@ -37,3 +38,18 @@ def isa(request: pytest.FixtureRequest) -> Iterator[str]:
 @pytest.fixture(params=list(DTYPES))
 def dtype(request: pytest.FixtureRequest) -> np.dtype:
     return DTYPES[request.param]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """GPU tests (mark `gpu`) skip for one reason where there is no GPU: report them under their
+    file alone, so that `pytest -ra` folds them into one line instead of one per test."""
+    report = yield
+    if (
+        report.skipped
+        and item.get_closest_marker("gpu") is not None
+        and isinstance(report.longrepr, tuple)
+    ):
+        path, _, reason = report.longrepr
+        report.longrepr = (path, None, reason)
+    return report

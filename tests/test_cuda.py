@@ -43,8 +43,8 @@ def _device_count() -> tuple[int, str | None]:
     try:
         n = int(_cuda.device_count())
     except RuntimeError as exc:
-        return 0, f"no usable CUDA driver: {str(exc).removeprefix('fastinit: ')}"
-    return n, (None if n else "the CUDA driver sees no device")
+        return 0, str(exc).removeprefix("fastinit: ")
+    return n, (None if n else _cuda.unavailable_reason())
 
 
 DEVICES, NO_DEVICE_REASON = _device_count()
@@ -64,7 +64,15 @@ def _torch_cuda_reason() -> str | None:
 
 TORCH_CUDA_REASON = _torch_cuda_reason()
 needs_module = pytest.mark.skipif(_cuda is None, reason="fastinit was built without CUDA")
-needs_gpu = pytest.mark.skipif(TORCH_CUDA_REASON is not None, reason=str(TORCH_CUDA_REASON))
+
+
+def needs_gpu(test: Callable[..., Any]) -> Callable[..., Any]:
+    """Marks a GPU test (`gpu`: conftest reports all their skips as one line) and skips it
+    where there is no usable GPU."""
+    skip = pytest.mark.skipif(TORCH_CUDA_REASON is not None, reason=str(TORCH_CUDA_REASON))
+    return pytest.mark.gpu(skip(test))
+
+
 needs_no_device = pytest.mark.skipif(
     DEVICES > 0, reason="checks the error path of a machine without a usable GPU"
 )
@@ -157,6 +165,44 @@ def test_device_count_or_a_reason() -> None:
         return
     assert isinstance(n, int) and n >= 0
     assert info["devices"] == n and info["available"] is (n > 0)
+
+
+@needs_module
+@pytest.mark.parametrize(
+    ("no_device_error", "driver", "runtime", "cause", "absent"),
+    [
+        (False, 0, 13000, "no CUDA driver: libcuda.so.1 could not be loaded", "too old"),
+        (False, 12040, 13000, "the CUDA driver is too old: it supports CUDA 12.4", "libcuda"),
+        (True, 13000, 13000, "no CUDA device: the driver (CUDA 13.0) sees no GPU", "driver:"),
+        (False, 13000, 13000, "CUDA is unavailable: some error", "driver"),
+    ],
+    ids=["no-driver", "driver-too-old", "no-device", "other"],
+)
+def test_one_message_per_cause(
+    no_device_error: bool, driver: int, runtime: int, cause: str, absent: str
+) -> None:
+    # The runtime reports a missing libcuda.so.1 as "insufficient driver": the message must
+    # name the one real cause, and only the unknown case carries the runtime's error text.
+    msg = _cuda._unavailable_message(no_device_error, driver, runtime, "some error")
+    assert msg.startswith(cause), msg
+    assert absent not in msg and "insufficient" not in msg, msg
+    if cause.startswith(("no CUDA driver", "the CUDA driver")):
+        assert "built with CUDA 13.0" in msg, msg
+
+
+@needs_module
+@needs_no_device
+def test_this_machine_gets_one_cause() -> None:
+    reason = _cuda.unavailable_reason()
+    causes = ["no CUDA driver:", "the CUDA driver is too old:", "no CUDA device:"]
+    assert sum(reason.startswith(c) for c in causes) == 1 or reason.startswith("CUDA is"), reason
+    assert "insufficient" not in reason, reason
+    if _cuda.driver_version() == 0:
+        assert reason.startswith("no CUDA driver:"), reason
+        with pytest.raises(RuntimeError) as info:
+            _cuda.device_count()
+        assert str(info.value) == "fastinit: " + reason
+    assert fastinit.config()["cuda"]["error"].removeprefix("fastinit: ") == reason
 
 
 def test_module_is_not_imported_by_import_fastinit() -> None:

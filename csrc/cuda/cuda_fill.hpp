@@ -53,8 +53,50 @@ void scatter(const int64_t* offsets, int64_t count, int itemsize, uint64_t patte
 void emulate_fill(const DeviceLayout& L, const FillParams& P, char* data);
 void emulate_constant(const DeviceLayout& L, int itemsize, uint64_t pattern, char* data);
 
+// Why CUDA cannot be used: one cause, one message. The runtime answers cudaGetDeviceCount with
+// cudaErrorInsufficientDriver both when libcuda.so.1 is missing and when it is too old, so the
+// cause is told by the driver's version (0: no driver could be loaded), never by that error.
+enum class Unavailable : int { None = 0, NoDriver = 1, DriverTooOld = 2, NoDevice = 3, Other = 4 };
+
+inline std::string cuda_version_text(int v) {
+  return std::to_string(v / 1000) + "." + std::to_string((v % 1000) / 10);
+}
+
+inline Unavailable classify_unavailable(bool no_device_error, int driver, int runtime) {
+  if (driver == 0) return Unavailable::NoDriver;
+  if (driver < runtime) return Unavailable::DriverTooOld;
+  if (no_device_error) return Unavailable::NoDevice;
+  return Unavailable::Other;
+}
+
+// `detail`: the CUDA error, shown for Unavailable::Other only.
+inline std::string unavailable_message(Unavailable cause, int driver, int runtime,
+                                       const std::string& detail) {
+  const std::string built = "this fastinit was built with CUDA " + cuda_version_text(runtime);
+  switch (cause) {
+    case Unavailable::None:
+      return "";
+    case Unavailable::NoDriver:
+      return "no CUDA driver: libcuda.so.1 could not be loaded (install the NVIDIA driver; " +
+             built + ")";
+    case Unavailable::DriverTooOld:
+      return "the CUDA driver is too old: it supports CUDA " + cuda_version_text(driver) +
+             ", and " + built + " (update the NVIDIA driver, or build fastinit with a CUDA " +
+             "toolkit no newer than " + cuda_version_text(driver) + ")";
+    case Unavailable::NoDevice:
+      return "no CUDA device: the driver (CUDA " + cuda_version_text(driver) +
+             ") sees no GPU (check CUDA_VISIBLE_DEVICES)";
+    case Unavailable::Other:
+      break;
+  }
+  return "CUDA is unavailable: " + detail;
+}
+
+// Why this process cannot use CUDA now (Unavailable::None when it sees a device).
+Unavailable unavailable(std::string* message);
+
 // Devices visible to this process; 0 when the driver reports no device. Throws
-// std::runtime_error naming the reason when there is no usable driver.
+// std::runtime_error with unavailable()'s message when there is no usable driver.
 int device_count();
 // Throws std::runtime_error if `device` does not exist or this build has no code for it.
 void check_device(int device);

@@ -260,31 +260,34 @@ void emulate_constant(const DeviceLayout& L, int itemsize, uint64_t pattern, cha
     emulate_constant_typed<uint64_t>(L, pattern, data);
 }
 
+Unavailable unavailable(std::string* message) {
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  cudaGetLastError();
+  Unavailable cause = Unavailable::None;
+  if (e != cudaSuccess || n == 0)
+    cause = classify_unavailable(e == cudaErrorNoDevice || e == cudaSuccess, driver_version(),
+                                 runtime_version());
+  if (message) *message = unavailable_message(cause, driver_version(), runtime_version(),
+                                              error_text(e));
+  return cause;
+}
+
 int device_count() {
   int n = 0;
   const cudaError_t e = cudaGetDeviceCount(&n);
   if (e == cudaSuccess) return n;
   cudaGetLastError();
-  if (e == cudaErrorNoDevice) return 0;
-  int driver = 0;
-  cudaDriverGetVersion(&driver);
-  cudaGetLastError();
-  const int runtime = runtime_version();
-  auto version = [](int v) {
-    return std::to_string(v / 1000) + "." + std::to_string((v % 1000) / 10);
-  };
-  if (driver == 0)
-    throw std::runtime_error("fastinit: no CUDA driver found (libcuda.so.1 could not be loaded; " +
-                             error_text(e) + ")");
-  if (e == cudaErrorInsufficientDriver || driver < runtime)
-    throw std::runtime_error("fastinit: the CUDA driver supports CUDA " + version(driver) +
-                             ", but this fastinit was built with CUDA " + version(runtime) +
-                             " and needs a driver for it (" + error_text(e) + ")");
-  throw std::runtime_error("fastinit: CUDA is unavailable (" + error_text(e) + ")");
+  std::string message;
+  if (unavailable(&message) == Unavailable::NoDevice) return 0;
+  throw std::runtime_error("fastinit: " + message);
 }
 
 void check_device(int device) {
   const int n = device_count();
+  std::string message;
+  if (n == 0 && unavailable(&message) != Unavailable::None)
+    throw std::runtime_error("fastinit: " + message);
   if (device < 0 || device >= n)
     throw std::runtime_error("fastinit: CUDA device " + std::to_string(device) +
                              " does not exist (" + std::to_string(n) + " visible)");

@@ -620,7 +620,7 @@ def machine_header(fastinit: Any, torch_module: Any, threads: int) -> dict[str, 
         "python": platform.python_version(),
         "numpy": np.__version__,
         "torch": _version(torch_module, "torch"),
-        "fastinit": _version(fastinit, "fastinit"),
+        "fastinit": _version(fastinit, "pyfastinit"),
         "threads": threads,
         "load_average_1min": _load_average(),
     }
@@ -993,7 +993,7 @@ def run_bench(opts: BenchOptions) -> BenchReport:
     except ImportError:
         raise BenchError(
             "fastinit bench compares against torch.nn.init and needs PyTorch, which is not "
-            "installed (pip install torch, or pip install 'fastinit[torch]')"
+            "installed (pip install torch, or pip install 'pyfastinit[torch]')"
         ) from None
     import fastinit
 
@@ -1356,7 +1356,7 @@ def run_from_args(args: argparse.Namespace, out: IO[str] | None = None) -> int:
         except ImportError:
             print(
                 "fastinit bench: --plot needs matplotlib, which is not installed "
-                "(pip install matplotlib, or pip install 'fastinit[plot]')",
+                "(pip install matplotlib, or pip install 'pyfastinit[plot]')",
                 file=sys.stderr,
             )
             return 2
@@ -1365,7 +1365,7 @@ def run_from_args(args: argparse.Namespace, out: IO[str] | None = None) -> int:
     except ImportError:
         print(
             "fastinit bench: it compares against torch.nn.init and needs PyTorch, which is "
-            "not installed (pip install torch, or pip install 'fastinit[torch]')",
+            "not installed (pip install torch, or pip install 'pyfastinit[torch]')",
             file=sys.stderr,
         )
         return 1

@@ -126,7 +126,7 @@ def _require_tqdm() -> Any:
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError(
             "progress=True needs the optional dependency tqdm: pip install tqdm "
-            "(or pip install 'fastinit[progress]')"
+            "(or pip install 'pyfastinit[progress]')"
         ) from exc
     return tqdm
 
