@@ -31,8 +31,6 @@ import hashlib
 import inspect
 import math
 import sys
-import threading
-import types
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal, TypeVar
@@ -43,7 +41,7 @@ from torch import Tensor, nn
 
 import fastinit as _fastinit
 
-from . import _dtensor, _fills, _schemes
+from . import _dtensor, _fills, _integrations, _schemes
 
 __all__ = [
     "apply_",
@@ -52,6 +50,7 @@ __all__ = [
     "constant_",
     "dirac",
     "dirac_",
+    "empty_init",
     "eye",
     "eye_",
     "is_patched",
@@ -101,6 +100,7 @@ _T = TypeVar("_T")
 _ORIGINALS: dict[str, Callable[..., Any]] = {
     name: getattr(_torch_init, name) for name in _torch_init.__all__
 }
+empty_init = _integrations.empty_init
 _NATIVE_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 _U64 = (1 << 64) - 1
 
@@ -132,7 +132,12 @@ def _is_native(tensor: Tensor) -> bool:
 
 
 def _draw_seed(generator: torch.Generator | None) -> int:
-    """One 64-bit seed from ``generator``, or from torch's default CPU generator when None."""
+    """One 64-bit seed from ``generator``, or from torch's default CPU generator when None.
+
+    Inside :func:`materialize_` "None" means the generator it set for this thread.
+    """
+    if generator is None:
+        generator = _integrations.thread_generator("cpu")
     if generator is None:
         value = torch.randint(-(1 << 63), (1 << 63) - 1, (), dtype=torch.int64, device="cpu")
     else:
@@ -538,84 +543,55 @@ sparse = _make_deprecate(sparse_)
 # patching torch.nn.init
 # --------------------------------------------------------------------------------------------
 
-_patch_lock = threading.RLock()
-# (namespace dict, name, original) for every binding patch() replaced; None when not patched.
-_patch_record: list[tuple[dict[str, Any], str, Any]] | None = None
-_patch_modules_before: set[str] = set()
-
-
-def _replacements() -> dict[int, tuple[Any, Any]]:
+def _drop_ins() -> dict[str, Callable[..., Any]]:
     this = sys.modules[__name__]
-    return {id(_ORIGINALS[name]): (_ORIGINALS[name], getattr(this, name)) for name in _ORIGINALS}
+    return {name: getattr(this, name) for name in _ORIGINALS if name.endswith("_")}
 
 
 def is_patched() -> bool:
-    """Whether :func:`patch` is in effect."""
-    return _patch_record is not None
+    """Whether init calls on the calling thread go to fastinit now.
+
+    True inside :func:`patched` on this thread, and on every thread between :func:`patch`
+    and :func:`unpatch`.
+    """
+    return _integrations.is_active()
 
 
 def patch() -> None:
-    """Route ``torch.nn.init`` to ``fastinit.torch`` until :func:`unpatch`.
+    """Route ``torch.nn.init`` (and the registry's third-party init functions) to fastinit,
+    on every thread, until :func:`unpatch`.
 
-    Replaces every function of ``torch.nn.init.__all__`` on the ``torch.nn.init`` module and
-    in every loaded module that bound one by name (``from torch.nn.init import
-    xavier_uniform_``, as ``torch.nn.modules.activation`` and ``torch.nn.modules.transformer``
-    do). Modules' ``reset_parameters`` then initialize through fastinit. Calling it while
-    already patched does nothing. Thread-safe.
+    No binding is replaced: the functions keep their identity and get routing code (see
+    ``fastinit._integrations``), so every holder of them -- ``from torch.nn.init import
+    xavier_uniform_``, transformers' ``TORCH_INIT_FUNCTIONS``, torchtitan's partials, timm's
+    helpers -- initializes through fastinit, and nothing keeps fastinit's functions after
+    :func:`unpatch`. Tensor methods (``w.normal_()``) are routed only inside
+    :func:`patched`. Calling it while already patched does nothing. Thread-safe.
     """
-    global _patch_record, _patch_modules_before
-    with _patch_lock:
-        if _patch_record is not None:
-            return
-        swap = _replacements()
-        record: list[tuple[dict[str, Any], str, Any]] = []
-        this = sys.modules[__name__]
-        for module in list(sys.modules.values()):
-            if not isinstance(module, types.ModuleType) or module is this:
-                continue
-            namespace = vars(module)
-            for name, value in list(namespace.items()):
-                pair = swap.get(id(value))
-                if pair is not None and pair[0] is value:
-                    record.append((namespace, name, value))
-                    namespace[name] = pair[1]
-        _patch_record = record
-        _patch_modules_before = set(sys.modules)
+    _integrations.enable_global(_drop_ins())
 
 
 def unpatch() -> None:
-    """Undo :func:`patch`: every binding it replaced gets torch's original function back.
+    """Undo :func:`patch`. Threads inside :func:`patched` stay patched until they leave it.
 
-    torch's own modules imported while patched are restored too. Bindings that someone
-    changed after :func:`patch` are left alone. Calling it while not patched does nothing.
+    Calling it while not patched does nothing.
     """
-    global _patch_record
-    with _patch_lock:
-        if _patch_record is None:
-            return
-        swap = _replacements()
-        back = {id(new): orig for orig, new in swap.values()}
-        for namespace, name, original in _patch_record:
-            current = namespace.get(name)
-            if current is not None and back.get(id(current)) is original:
-                namespace[name] = original
-        for modname in set(sys.modules) - _patch_modules_before:
-            module = sys.modules.get(modname)
-            if not (modname == "torch" or modname.startswith("torch.")):
-                continue
-            if not isinstance(module, types.ModuleType):
-                continue
-            namespace = vars(module)
-            for name, value in list(namespace.items()):
-                original = back.get(id(value))
-                if original is not None:
-                    namespace[name] = original
-        _patch_record = None
+    _integrations.disable_global()
 
 
 @contextlib.contextmanager
 def patched() -> Iterator[None]:
-    """Context manager: :func:`patch` on entry, and on exit restore the state found on entry.
+    """Context manager: route init calls made *on this thread* to fastinit.
+
+    Inside it, ``torch.nn.init``'s functions (however a library holds them), the registry's
+    third-party init functions (timm's ``trunc_normal_``, ``trunc_normal_tf_``,
+    ``lecun_normal_``, ``variance_scaling_``) and the tensor methods ``normal_``,
+    ``uniform_``, ``fill_`` and ``zero_`` on tensors fastinit fills natively all run
+    through fastinit, with the law the calling code asks for. Everything it touched is
+    restored on exit, whatever was imported meanwhile.
+
+    Thread scope: per thread. Other threads (and threads started inside the block) keep
+    torch's behaviour; one thread leaving its ``patched()`` never affects another's.
 
     Examples
     --------
@@ -623,14 +599,11 @@ def patched() -> Iterator[None]:
     >>> with fastinit.torch.patched():
     ...     layer = torch.nn.Linear(4096, 4096)  # reset_parameters runs through fastinit
     """
-    with _patch_lock:
-        was_patched = is_patched()
-        patch()
+    _integrations.enter(_drop_ins())
     try:
         yield
     finally:
-        if not was_patched:
-            unpatch()
+        _integrations.leave()
 
 
 # --------------------------------------------------------------------------------------------
@@ -815,83 +788,175 @@ def materialize_(
     tqdm = _require_tqdm() if progress else None
     base = _base_seed(seed)
     order = _post_order(module)
-    total = sum(t.numel() for _, m in order for _, t, _ in _direct_tensors(m) if t.is_meta)
-    bar = tqdm(total=total, unit="el", unit_scale=True, desc="materialize_") if tqdm else None
+    # Every module's slots as they are now: restored if anything below fails (atomicity).
+    saved = [
+        (mod, dict(mod._parameters), dict(mod._buffers), mod.__dict__.get("_is_hf_initialized"))
+        for _, mod in order
+    ]
+    try:
+        _materialize_walk(module, order, device, dtype, base, tqdm)
+    except BaseException:
+        for mod, params, buffers, flag in saved:
+            mod._parameters.clear()
+            mod._parameters.update(params)
+            mod._buffers.clear()
+            mod._buffers.update(buffers)
+            if flag is None:
+                mod.__dict__.pop("_is_hf_initialized", None)
+            else:
+                mod.__dict__["_is_hf_initialized"] = flag
+        raise
+    return module
+
+
+class _Fresh:
+    """A tensor materialize_ allocated for a meta one, and how to tell it was written."""
+
+    __slots__ = ("mod", "qualname", "key", "tensor", "is_buffer", "version")
+
+    def __init__(self, mod: nn.Module, qualname: str, key: str, t: Tensor, is_buffer: bool):
+        self.mod, self.qualname, self.key = mod, qualname, key
+        self.tensor, self.is_buffer, self.version = t, is_buffer, t._version
+
+    @property
+    def name(self) -> str:
+        return f"{self.qualname}.{self.key}" if self.qualname else self.key
+
+    def written(self) -> bool:
+        slot = (self.mod._buffers if self.is_buffer else self.mod._parameters).get(self.key)
+        return slot is not self.tensor or self.tensor._version != self.version
+
+
+def _generators(device: torch.device, seed: int) -> dict[str, torch.Generator]:
+    gens = {"cpu": torch.Generator("cpu").manual_seed(seed)}
+    if device.type != "cpu":
+        gens[device.type] = torch.Generator(device).manual_seed(seed)
+    return gens
+
+
+def _materialize_walk(
+    module: nn.Module,
+    order: list[tuple[str, nn.Module]],
+    device: torch.device,
+    dtype: torch.dtype | None,
+    base: int,
+    tqdm: Any,
+) -> None:
+    """materialize_'s work; the caller restores the modules' slots if it raises."""
     # id(old tensor) -> (old tensor, its replacement); the old one is kept alive so that its
     # id cannot be reused by another object while the walk lasts. Tied tensors map once.
     replaced: dict[int, tuple[Tensor, Tensor]] = {}
-    uncovered: list[str] = []
+    fresh: list[_Fresh] = []
+    kept: list[tuple[Tensor, Tensor]] = []  # (tensor that was not meta, a copy of it)
 
-    def allocate(t: Tensor, is_buffer: bool) -> Tensor:
+    def allocate(t: Tensor, is_buffer: bool) -> tuple[Tensor, bool]:
         hit = replaced.get(id(t))
         if hit is not None and hit[0] is t:
-            return hit[1]
+            return hit[1], False
         target = dtype if (dtype is not None and t.is_floating_point()) else t.dtype
         if t.is_meta:
             data = torch.empty_like(t, device=device, dtype=target)
         elif t.device == device and t.dtype == target:
             replaced[id(t)] = (t, t)  # already in place: keep the very object
-            return t
+            return t, False
         else:
             data = t.detach().to(device=device, dtype=target)
         new = data if is_buffer else nn.Parameter(data, requires_grad=t.requires_grad)
         replaced[id(t)] = (t, new)
-        return new
+        return new, t.is_meta
 
-    def allocated(t: Tensor) -> bool:
-        hit = replaced.get(id(t))
-        return hit is not None and hit[0] is t
-
+    for qualname, mod in order:
+        for key, t, is_buffer in _direct_tensors(mod):
+            new, is_new = allocate(t, is_buffer)
+            (mod._buffers if is_buffer else mod._parameters)[key] = new  # type: ignore[assignment]
+            if is_new:
+                fresh.append(_Fresh(mod, qualname, key, new, is_buffer))
+    if not fresh:
+        return
+    total = sum(f.tensor.numel() for f in fresh)
+    bar = tqdm(total=total, unit="el", unit_scale=True, desc="materialize_") if tqdm else None
+    entry = _integrations.model_initializer(module)
+    if entry is not None:
+        fresh_ids = {id(f.tensor) for f in fresh}
+        seen: set[int] = set()
+        for _, mod in order:
+            for _key, t, _ in _direct_tensors(mod):
+                if id(t) not in fresh_ids and id(t) not in seen:
+                    seen.add(id(t))
+                    kept.append((t, t.detach().clone()))
+    uncovered: list[str] = []
     try:
-        with _forked_rng(device) as seed_rng, patched():
-            for qualname, mod in order:
-                own = _direct_tensors(mod)
-                if not own:
-                    continue
-                meta_names = {k for k, t, _ in own if t.is_meta and not allocated(t)}
-                for key, t, is_buffer in own:
-                    if is_buffer:
-                        mod._buffers[key] = allocate(t, is_buffer)
-                    else:
-                        mod._parameters[key] = allocate(t, is_buffer)  # type: ignore[assignment]
-                if not meta_names:
-                    continue
-                seed_rng(_derive_seed(base, qualname))
-                reset = _reset_method(mod)
-                if reset is not None:
-                    keep = [
-                        (t, t.detach().clone())
-                        for k, t, _ in _direct_tensors(mod)
-                        if k not in meta_names
-                    ]
+        with patched():
+            if entry is not None:
+                # The model's own initializer over the whole model, its random calls drawing
+                # from a generator of this call (not torch's global one). transformers skips
+                # tensors flagged _is_hf_initialized: the ones materialize_ keeps.
+                flagged = [t for t, _ in kept if "_is_hf_initialized" not in t.__dict__]
+                for t in flagged:
+                    t._is_hf_initialized = True  # type: ignore[attr-defined]
+                try:
+                    with _integrations.using_generator(_generators(device, base)), torch.no_grad():
+                        entry.run(module, device)
+                finally:
+                    for t in flagged:
+                        t.__dict__.pop("_is_hf_initialized", None)
                     with torch.no_grad():
-                        reset()
-                        for t, saved in keep:
-                            t.copy_(saved)
-                else:
-                    for key, t, is_buffer in _direct_tensors(mod):
-                        if key not in meta_names:
-                            continue
-                        if is_buffer or not t.is_floating_point():
-                            uncovered.append(f"{qualname}.{key}" if qualname else key)
-                        _apply_default_rule(key, t, is_buffer)
+                        for t, copy in kept:
+                            t.copy_(copy)
                 if bar is not None:
-                    bar.update(
-                        sum(t.numel() for k, t, _ in _direct_tensors(mod) if k in meta_names)
+                    bar.update(sum(f.tensor.numel() for f in fresh if f.written()))
+            # Modules whose fresh tensors no initializer wrote: their own reset, else the rule.
+            for qualname, mod in order:
+                mine = [f for f in fresh if f.mod is mod and not f.written()]
+                if not mine:
+                    continue
+                with _integrations.using_generator(
+                    _generators(device, _derive_seed(base, qualname))
+                ):
+                    reset = _reset_method(mod)
+                    if reset is not None:
+                        own = {id(f.tensor) for f in mine}
+                        keep = [
+                            (t, t.detach().clone())
+                            for _k, t, _ in _direct_tensors(mod)
+                            if id(t) not in own
+                        ]
+                        with torch.no_grad():
+                            reset()
+                            for t, copy in keep:
+                                t.copy_(copy)
+                    else:
+                        for f in mine:
+                            if f.is_buffer:
+                                continue
+                            if not f.tensor.is_floating_point():
+                                uncovered.append(f.name)
+                            _apply_default_rule(f.key, f.tensor, f.is_buffer)
+                missing = [f.name for f in mine if f.is_buffer and not f.written()]
+                if missing:
+                    how = (
+                        f"{entry.library}'s initializer and " if entry is not None else ""
+                    ) + f"{type(mod).__name__} (no reset_parameters)"
+                    raise ValueError(
+                        f"materialize_: buffer(s) {', '.join(missing)} were on the meta device "
+                        f"and nothing computes them ({how}); their values are lost. Build the "
+                        "model under fastinit.torch.empty_init() (parameters on meta, buffers "
+                        "real, as accelerate's init_empty_weights(include_buffers=False)), or "
+                        "give the module a reset_parameters() that fills them"
                     )
+                if bar is not None:
+                    bar.update(sum(f.tensor.numel() for f in mine))
     finally:
         if bar is not None:
             bar.close()
     if uncovered:
         warnings.warn(
-            "materialize_: no reset_parameters covers "
+            "materialize_: no reset_parameters covers the non-floating parameter(s) "
             + ", ".join(uncovered)
-            + "; they were zero-filled (buffers computed in __init__ cannot be recovered "
-            "from the meta device: recompute them after materialize_)",
+            + "; they were zero-filled",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    return module
 
 
 # A scheme in apply_'s rules.
