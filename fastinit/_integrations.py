@@ -53,19 +53,19 @@ from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
 __all__ = [
+    "MODEL_INITIALIZERS",
     "REGISTRY",
     "InitPath",
     "ModelInitializer",
-    "MODEL_INITIALIZERS",
     "disable_global",
     "enable_global",
     "enter",
+    "installed_functions",
     "is_active",
     "leave",
     "model_initializer",
     "thread_generator",
     "using_generator",
-    "installed_functions",
 ]
 
 DropIns = Mapping[str, Callable[..., Any]]
@@ -116,9 +116,7 @@ def _timm_trunc_normal_tf(d: DropIns) -> Callable[..., Any]:
         tensor: Tensor, mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float = 2.0
     ) -> Tensor:
         if not (std > 0 and math.isfinite(std) and math.isfinite(mean)):
-            return _original("timm.layers.weight_init", "trunc_normal_tf_")(
-                tensor, mean, std, a, b
-            )
+            return _original("timm.layers.weight_init", "trunc_normal_tf_")(tensor, mean, std, a, b)
         return d["trunc_normal_"](tensor, mean, std, mean + a * std, mean + b * std)
 
     return trunc_normal_tf_
@@ -349,7 +347,7 @@ def thread_generator(device: torch.device | str = "cpu") -> torch.Generator | No
     return gens.get(torch.device(device).type)
 
 
-class using_generator:  # noqa: N801 - used as a context manager, like torch's
+class using_generator:
     """Context manager: random torch and fastinit calls on this thread that are given no
     generator draw from ``generators`` (device type -> generator) instead of torch's global
     default generator. Only in effect where the :class:`_InitMode` is active (inside
@@ -423,16 +421,14 @@ def _trampoline(fn: types.FunctionType, index: int) -> types.CodeType:
             params.append(f"**{p.name}")
             call.append(f"**{p.name}")
     if any(p.kind is p.POSITIONAL_ONLY for p in sig.parameters.values()):
-        last = max(
-            i for i, p in enumerate(sig.parameters.values()) if p.kind is p.POSITIONAL_ONLY
-        )
+        last = max(i for i, p in enumerate(sig.parameters.values()) if p.kind is p.POSITIONAL_ONLY)
         params.insert(last + 1, "/")
     src = (
         f"def {code.co_name}({', '.join(params)}):\n"
         f"    return {_ROUTE_NAME}({index}, {', '.join(call)})\n"
     )
     scope: dict[str, Any] = {}
-    exec(compile(src, code.co_filename, "exec"), scope)  # noqa: S102 - generated trampoline
+    exec(compile(src, code.co_filename, "exec"), scope)
     new = scope[code.co_name].__code__
     return new.replace(co_qualname=code.co_qualname, co_firstlineno=code.co_firstlineno)
 
@@ -632,7 +628,10 @@ def _method_route(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> A
 
 
 def _bind(
-    args: tuple[Any, ...], kwargs: dict[str, Any], names: tuple[str, str], defaults: tuple[float, float]
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    names: tuple[str, str],
+    defaults: tuple[float, float],
 ) -> tuple[tuple[float, float], torch.Generator | None] | None:
     if len(args) > 2:
         return None
@@ -816,7 +815,7 @@ def _register_parameter_on_meta(
     self._parameters[name] = new
 
 
-class empty_init:  # noqa: N801 - a context manager, named like torch.no_grad
+class empty_init:
     """Build models with their parameters on the meta device and their buffers real.
 
     accelerate's ``init_empty_weights(include_buffers=False)`` convention: every parameter

@@ -543,6 +543,7 @@ sparse = _make_deprecate(sparse_)
 # patching torch.nn.init
 # --------------------------------------------------------------------------------------------
 
+
 def _drop_ins() -> dict[str, Callable[..., Any]]:
     this = sys.modules[__name__]
     return {name: getattr(this, name) for name in _ORIGINALS if name.endswith("_")}
@@ -812,7 +813,7 @@ def materialize_(
 class _Fresh:
     """A tensor materialize_ allocated for a meta one, and how to tell it was written."""
 
-    __slots__ = ("mod", "qualname", "key", "tensor", "is_buffer", "version")
+    __slots__ = ("is_buffer", "key", "mod", "qualname", "tensor", "version")
 
     def __init__(self, mod: nn.Module, qualname: str, key: str, t: Tensor, is_buffer: bool):
         self.mod, self.qualname, self.key = mod, qualname, key
