@@ -64,6 +64,7 @@ __all__ = [
     "is_active",
     "leave",
     "model_initializer",
+    "parameters_on_meta",
     "thread_generator",
     "using_generator",
 ]
@@ -802,7 +803,7 @@ def _register_parameter_on_meta(
     self: torch.nn.Module, name: str, param: torch.nn.Parameter | None
 ) -> None:
     _register_parameter(self, name, param)
-    if param is None or _empty_state.depth == 0 or param.is_meta:
+    if param is None or _empty_state.depth == 0 or param.is_meta or param.dim() < 2:
         return
     p = self._parameters[name]
     assert p is not None
@@ -815,26 +816,11 @@ def _register_parameter_on_meta(
     self._parameters[name] = new
 
 
-class empty_init:
-    """Build models with their parameters on the meta device and their buffers real.
+class parameters_on_meta:
+    """Context manager: parameters of two or more dimensions registered on this thread go to
+    the meta device (see :func:`fastinit.torch.empty_init`)."""
 
-    accelerate's ``init_empty_weights(include_buffers=False)`` convention: every parameter
-    registered on this thread inside the block is moved to the meta device (nothing is
-    initialized or kept), while buffers -- RoPE frequencies, position ids, masks -- are
-    computed for real as the model's ``__init__`` intends. Then
-    :func:`fastinit.torch.materialize_` allocates and initializes the parameters by the
-    model's own rules and keeps the buffers.
-
-    Thread scope: per thread (other threads build normally).
-
-    Examples
-    --------
-    >>> with fastinit.torch.empty_init():
-    ...     model = AutoModelForCausalLM.from_config(cfg)
-    >>> fastinit.torch.materialize_(model, seed=0)
-    """
-
-    def __enter__(self) -> empty_init:
+    def __enter__(self) -> parameters_on_meta:
         global _empty_users
         with _lock:
             if _empty_users == 0:

@@ -100,7 +100,6 @@ _T = TypeVar("_T")
 _ORIGINALS: dict[str, Callable[..., Any]] = {
     name: getattr(_torch_init, name) for name in _torch_init.__all__
 }
-empty_init = _integrations.empty_init
 _NATIVE_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 _U64 = (1 << 64) - 1
 
@@ -607,6 +606,31 @@ def patched() -> Iterator[None]:
         _integrations.leave()
 
 
+@contextlib.contextmanager
+def empty_init() -> Iterator[None]:
+    """Build a model fast: its weights on the meta device, everything small real.
+
+    accelerate's ``init_empty_weights(include_buffers=False)`` convention, for
+    :func:`materialize_`: on this thread, every parameter of two or more dimensions
+    registered inside the block goes to the meta device (nothing is written to it), while
+    buffers (RoPE frequencies, position ids, masks) and parameters of fewer than two
+    dimensions (biases, norm and layer scales, which some models compute in ``__init__``
+    only, as timm's ``gamma = init_value * ones(dim)``) are real, initialized through
+    fastinit (the block is also :func:`patched`). Then :func:`materialize_` allocates the
+    weights and runs the model's own initializer on them, keeping the real tensors.
+
+    Thread scope: per thread; other threads build normally.
+
+    Examples
+    --------
+    >>> with fastinit.torch.empty_init():
+    ...     model = AutoModelForCausalLM.from_config(cfg)
+    >>> fastinit.torch.materialize_(model, seed=0)
+    """
+    with _integrations.parameters_on_meta(), patched():
+        yield
+
+
 # --------------------------------------------------------------------------------------------
 # materialize_ and apply_
 # --------------------------------------------------------------------------------------------
@@ -730,35 +754,46 @@ def materialize_(
 ) -> nn.Module:
     """Allocate and initialize, in place, every meta-device parameter and buffer of ``module``.
 
-    Modules are visited children first (construction order). A module with meta tensors of its
-    own gets them allocated on ``device`` and then runs its own ``reset_parameters`` (or
-    ``_reset_parameters``, as ``nn.MultiheadAttention`` and ``nn.Transformer``) under
-    :func:`patched`, so it is initialized exactly by its own rules, through fastinit. A
-    module without such a method gets the documented fallback rule for its own tensors:
+    Everything runs under :func:`patched`, so every rule below initializes through fastinit.
 
-    - floating parameters with 2+ dimensions: ``kaiming_uniform_(a=sqrt(5))``, i.e.
-      U(±1/sqrt(fan_in)) as ``nn.Linear``;
-    - floating 0-/1-D parameters named ``weight``, ``scale`` or ``gamma``: ones; other ones
-      (biases): zeros;
-    - buffers and non-floating parameters: zeros, with a ``UserWarning`` naming them, since
-      buffers computed in ``__init__`` (e.g. RoPE frequencies) cannot be recovered from the
-      meta device and must be recomputed by the caller.
+    1. **The model's own initializer**, when it has one (``fastinit._integrations.
+       MODEL_INITIALIZERS``): transformers ``PreTrainedModel.init_weights()`` (each module's
+       ``_init_weights``, ``_is_hf_initialized`` honoured, then the ties), torchtitan
+       ``init_states(buffer_device=device)`` (or ``init_weights(buffer_device=)``), timm
+       ``init_weights()`` (ConvNeXt: its module rule with ``head_init_scale=1``). It runs
+       over the whole model; the tensors that were not on the meta device keep their values.
+    2. Then, children first, every module with meta tensors that step 1 did not write runs its
+       own ``reset_parameters`` (or ``_reset_parameters``, as ``nn.MultiheadAttention``). A
+       module without one gets the fallback rule: floating parameters with 2+ dimensions
+       ``kaiming_uniform_(a=sqrt(5))`` (U(±1/sqrt(fan_in)), as ``nn.Linear``); 0-/1-D ones
+       named ``weight``, ``scale`` or ``gamma`` ones, others zeros; non-floating parameters
+       zeros, with a ``UserWarning`` naming them.
+    3. A meta **buffer** that nothing wrote raises ``ValueError`` naming it: buffers computed
+       in ``__init__`` (RoPE frequencies) cannot be recovered from the meta device. Build
+       with :func:`empty_init` (parameters on meta, buffers real) to keep them.
+
+    Atomic: if anything raises, every module gets back the very tensors it had (the meta ones
+    included), so a retry starts from the same state.
 
     Tied parameters stay tied (one allocation). Tensors that are not on the meta device keep
     their values: they are moved to ``device`` (cast to ``dtype`` if floating and ``dtype`` is
-    given), or left as the very same object when already there, and a reset never overwrites
-    them.
+    given), or left as the very same object when already there, and no initializer overwrites
+    them. A model with no meta tensor is only moved/cast, never re-initialized.
 
     Seeds: ``seed`` (an int; None draws one from torch's default generator, so
-    ``torch.manual_seed`` governs it) is the base; the module named ``q`` is reset with torch's
-    default generator seeded to ``blake2b(f"{seed}/{q}")`` inside ``torch.random.fork_rng``,
-    so torch's global RNG state is left as it was and the values of a module depend on
-    (seed, its qualified name) only.
+    ``torch.manual_seed`` governs it) is the base. Step 1 runs with a generator seeded to
+    ``blake2b(f"{seed}/")``, and step 2 resets module ``q`` with one seeded to
+    ``blake2b(f"{seed}/{q}")``: fastinit's seeds and the random torch calls that get no
+    ``generator=`` (``Tensor.normal_``, ``torch.randperm``, ...; see
+    ``fastinit._integrations``) draw from it instead of torch's global generator. So the
+    values depend on (seed, names) only, torch's global RNG state is neither read nor
+    changed, and concurrent calls on several threads give the serial result.
 
     Parameters
     ----------
     module : torch.nn.Module
-        A model built on the meta device (``with torch.device("meta"): model = Model()``).
+        A model built on the meta device (``with torch.device("meta"): model = Model()``) or
+        under :func:`empty_init`.
     device : torch.device or str, optional
         Where to allocate.
     dtype : torch.dtype, optional
@@ -848,7 +883,8 @@ def _materialize_walk(
     # id cannot be reused by another object while the walk lasts. Tied tensors map once.
     replaced: dict[int, tuple[Tensor, Tensor]] = {}
     fresh: list[_Fresh] = []
-    kept: list[tuple[Tensor, Tensor]] = []  # (tensor that was not meta, a copy of it)
+    # (module, key, is buffer, tensor that was not meta, a copy of it)
+    kept: list[tuple[nn.Module, str, bool, Tensor, Tensor]] = []
 
     def allocate(t: Tensor, is_buffer: bool) -> tuple[Tensor, bool]:
         hit = replaced.get(id(t))
@@ -881,10 +917,10 @@ def _materialize_walk(
         fresh_ids = {id(f.tensor) for f in fresh}
         seen: set[int] = set()
         for _, mod in order:
-            for _key, t, _ in _direct_tensors(mod):
+            for key, t, is_buffer in _direct_tensors(mod):
                 if id(t) not in fresh_ids and id(t) not in seen:
                     seen.add(id(t))
-                    kept.append((t, t.detach().clone()))
+                    kept.append((mod, key, is_buffer, t, t.detach().clone()))
     uncovered: list[str] = []
     try:
         with patched():
@@ -892,17 +928,22 @@ def _materialize_walk(
                 # The model's own initializer over the whole model, its random calls drawing
                 # from a generator of this call (not torch's global one). transformers skips
                 # tensors flagged _is_hf_initialized: the ones materialize_ keeps.
-                flagged = [t for t, _ in kept if "_is_hf_initialized" not in t.__dict__]
+                flagged = [t for *_, t, _ in kept if "_is_hf_initialized" not in t.__dict__]
                 for t in flagged:
                     t._is_hf_initialized = True  # type: ignore[attr-defined]
                 try:
-                    with _integrations.using_generator(_generators(device, base)), torch.no_grad():
+                    with (
+                        _integrations.using_generator(_generators(device, _derive_seed(base, ""))),
+                        torch.no_grad(),
+                    ):
                         entry.run(module, device)
                 finally:
                     for t in flagged:
                         t.__dict__.pop("_is_hf_initialized", None)
+                    # Tensors that were not meta keep their values and their slots.
                     with torch.no_grad():
-                        for t, copy in kept:
+                        for mod, key, is_buffer, t, copy in kept:
+                            (mod._buffers if is_buffer else mod._parameters)[key] = t
                             t.copy_(copy)
                 if bar is not None:
                     bar.update(sum(f.tensor.numel() for f in fresh if f.written()))

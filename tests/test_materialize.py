@@ -196,7 +196,7 @@ def test_materialize_keeps_real_buffers_under_empty_init() -> None:
         model = nn.Module()
         model.lin = nn.Linear(4, 4)
         model.register_buffer("inv_freq", torch.arange(4.0))
-    assert model.lin.weight.is_meta and not model.inv_freq.is_meta
+    assert model.lin.weight.is_meta and not model.lin.bias.is_meta and not model.inv_freq.is_meta
     buffer = model.inv_freq
     ft.materialize_(model, seed=0)
     assert model.inv_freq is buffer and torch.equal(buffer, torch.arange(4.0))
