@@ -883,8 +883,8 @@ def _materialize_walk(
     # id cannot be reused by another object while the walk lasts. Tied tensors map once.
     replaced: dict[int, tuple[Tensor, Tensor]] = {}
     fresh: list[_Fresh] = []
-    # (module, key, is buffer, tensor that was not meta, a copy of it)
-    kept: list[tuple[nn.Module, str, bool, Tensor, Tensor]] = []
+    # (module, key, is buffer, tensor that was not meta)
+    kept: list[tuple[nn.Module, str, bool, Tensor]] = []
 
     def allocate(t: Tensor, is_buffer: bool) -> tuple[Tensor, bool]:
         hit = replaced.get(id(t))
@@ -920,17 +920,25 @@ def _materialize_walk(
             for key, t, is_buffer in _direct_tensors(mod):
                 if id(t) not in fresh_ids and id(t) not in seen:
                     seen.add(id(t))
-                    kept.append((mod, key, is_buffer, t, t.detach().clone()))
+                    kept.append((mod, key, is_buffer, t))
     uncovered: list[str] = []
     try:
         with patched():
             if entry is not None:
                 # The model's own initializer over the whole model, its random calls drawing
-                # from a generator of this call (not torch's global one). transformers skips
-                # tensors flagged _is_hf_initialized: the ones materialize_ keeps.
-                flagged = [t for *_, t, _ in kept if "_is_hf_initialized" not in t.__dict__]
-                for t in flagged:
-                    t._is_hf_initialized = True  # type: ignore[attr-defined]
+                # from a generator of this call (not torch's global one). The tensors that
+                # were not meta keep their values: while it runs, their slots hold scratch
+                # tensors (flagged _is_hf_initialized, so transformers skips them), and they
+                # are put back afterwards, untouched, whatever happens.
+                scratch: dict[int, Tensor] = {}
+                for mod, key, is_buffer, t in kept:
+                    if id(t) not in scratch:
+                        s = torch.empty_like(t)
+                        if not is_buffer:
+                            s = nn.Parameter(s, requires_grad=t.requires_grad)
+                        s._is_hf_initialized = True  # type: ignore[attr-defined]
+                        scratch[id(t)] = s
+                    (mod._buffers if is_buffer else mod._parameters)[key] = scratch[id(t)]  # type: ignore[assignment]
                 try:
                     with (
                         _integrations.using_generator(_generators(device, _derive_seed(base, ""))),
@@ -938,13 +946,9 @@ def _materialize_walk(
                     ):
                         entry.run(module, device)
                 finally:
-                    for t in flagged:
-                        t.__dict__.pop("_is_hf_initialized", None)
-                    # Tensors that were not meta keep their values and their slots.
-                    with torch.no_grad():
-                        for mod, key, is_buffer, t, copy in kept:
-                            (mod._buffers if is_buffer else mod._parameters)[key] = t
-                            t.copy_(copy)
+                    for mod, key, is_buffer, t in kept:
+                        (mod._buffers if is_buffer else mod._parameters)[key] = t  # type: ignore[assignment]
+                    del scratch
                 if bar is not None:
                     bar.update(sum(f.tensor.numel() for f in fresh if f.written()))
             # Modules whose fresh tensors no initializer wrote: their own reset, else the rule.
