@@ -23,8 +23,10 @@ from scipy import stats
 P_MIN = 1e-4
 SAMPLE = 200_000
 
-# In-place torch ops that *initialize* a tensor (random draws, fills, copies). Arithmetic on
-# initialized values (timm's `head.weight.mul_(head_init_scale)`) is not an initialization.
+# In-place torch ops that *make* initial values (random draws and fills), on any tensor:
+# torchtitan draws q, k and v into temporaries and copies them into the fused weight, so a
+# draw counts wherever it lands. Copies and arithmetic on values made elsewhere (timm's
+# `head.weight.mul_(head_init_scale)`) make no values.
 INIT_OPS = frozenset(
     {
         "normal_",
@@ -38,7 +40,6 @@ INIT_OPS = frozenset(
         "cauchy_",
         "geometric_",
         "erfinv_",
-        "copy_",
     }
 )
 
@@ -144,13 +145,11 @@ class TorchWrites(torch.overrides.TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
     def torch_share(self, model: torch.nn.Module) -> tuple[float, dict[str, int]]:
-        """(share of the parameters' elements torch initialized, elements per op)."""
-        params = {p.untyped_storage().data_ptr(): p.numel() for p in model.parameters()}
-        total = sum(params.values())
+        """(elements torch's init ops made / the model's parameter elements, per op)."""
+        total = sum(p.numel() for p in model.parameters())
         per_op: dict[str, int] = {}
-        for ptr, n, op in self.writes:
-            if ptr in params:
-                per_op[op] = per_op.get(op, 0) + n
+        for _ptr, n, op in self.writes:
+            per_op[op] = per_op.get(op, 0) + n
         return sum(per_op.values()) / total, per_op
 
 
