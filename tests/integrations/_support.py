@@ -120,9 +120,7 @@ def import_timm() -> Any:
         return require("timm", "pip install timm (torchvision is not needed for these tests)")
     finally:
         sys.meta_path.remove(finder)
-        for name in [
-            n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")
-        ]:
+        for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
             del sys.modules[name]
 
 
@@ -134,9 +132,7 @@ class TorchWrites(torch.overrides.TorchFunctionMode):
         super().__init__()
         self.writes: list[tuple[int, int, str]] = []  # (storage pointer, elements, op)
 
-    def __torch_function__(
-        self, func: Any, types: Any, args: Any = (), kwargs: Any = None
-    ) -> Any:
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         name = getattr(func, "__name__", "")
         if name in INIT_OPS and args and isinstance(args[0], torch.Tensor):
             t = args[0]
