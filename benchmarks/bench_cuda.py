@@ -28,7 +28,7 @@ from conftest import SEED, pick_shapes, run_timed, shape_id
 torch = pytest.importorskip("torch", reason="the CUDA benchmarks compare against torch")
 
 import fastinit  # noqa: E402
-from fastinit._bench import check_sample, expected_distribution  # noqa: E402
+from fastinit.bench.fills import check_sample, expected_distribution  # noqa: E402
 
 
 def _gpu_skip_reason() -> str | None:

@@ -28,7 +28,7 @@ from conftest import SEED, assert_sane, peer_rounds, pick_shapes, run_timed, sha
 torch = pytest.importorskip("torch", reason="the benchmarks compare against torch.nn.init")
 
 import fastinit  # noqa: E402
-from fastinit._bench import expected_distribution  # noqa: E402
+from fastinit.bench.fills import expected_distribution  # noqa: E402
 
 DEFAULT_SHAPES = [(4096, 4096)]
 FULL_SHAPES = [(2**28,), (4096, 4096), (4096, 14336), (8192, 28672), (128256, 4096)]

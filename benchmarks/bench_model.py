@@ -1,6 +1,6 @@
 """Group "model": construct a Llama-style model by torch, patched() and meta + materialize_.
 
-The model (one definition, in :mod:`fastinit._bench_model`) has about 1.6B parameters:
+The model (one definition, in :mod:`fastinit.bench.models`) has about 1.6B parameters:
 vocabulary 128256, hidden 2048, MLP 8192, 16 layers, untied head, no biases. Each benchmark
 builds it on the CPU, in float32 or bfloat16:
 
@@ -11,7 +11,7 @@ builds it on the CPU, in float32 or bfloat16:
   ``torch.Tensor.fill_`` -- the memory floor (allocation and first touch of fresh pages are
   part of every method).
 
-Every built model is checked (:func:`fastinit._bench_model.check_model`) outside the timing,
+Every built model is checked (:func:`fastinit.bench.models.check_model`) outside the timing,
 and only one model is alive at a time (a float32 model is 6.4 GB).
 
 Environment variables
@@ -36,7 +36,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("fastinit")
 
-from fastinit._bench_model import (  # noqa: E402
+from fastinit.bench.models import (  # noqa: E402
     FULL_CONFIG,
     INIT_METHODS,
     METHODS,

@@ -24,12 +24,12 @@ from conftest import SEED, pick_shapes, run_timed, shape_id
 
 torch = pytest.importorskip("torch", reason="the benchmarks compare against torch.nn.init")
 
-from fastinit._bench_orthogonal import (  # noqa: E402
+from fastinit._orthogonal import orthogonal_  # noqa: E402
+from fastinit.bench.orthogonal import (  # noqa: E402
     ORTHOGONALITY_TOLERANCE,
     flop_count,
     orthogonality_error,
 )
-from fastinit._orthogonal import orthogonal_  # noqa: E402
 
 DEFAULT_SHAPES = [(1024, 1024), (4096, 4096)]
 FULL_SHAPES = [(1024, 1024), (4096, 4096), (8192, 2048), (2048, 8192), (8192, 8192)]

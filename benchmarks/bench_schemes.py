@@ -23,7 +23,7 @@ from conftest import SEED, assert_sane, peer_rounds, pick_shapes, run_timed, sha
 torch = pytest.importorskip("torch", reason="the benchmarks compare against torch.nn.init")
 
 import fastinit  # noqa: E402
-from fastinit._bench import Distribution, expected_distribution  # noqa: E402
+from fastinit.bench.fills import Distribution, expected_distribution  # noqa: E402
 
 if not hasattr(fastinit, "variance_scaling_"):
     pytest.skip(

@@ -49,7 +49,7 @@ def pick_shapes(
         Shapes of the default and the ``FASTINIT_BENCH_FULL=1`` runs.
     env : str, optional
         Name of an environment variable that may override both (parsed by
-        :func:`fastinit._bench.parse_shapes`).
+        :func:`fastinit.bench.fills.parse_shapes`).
 
     Returns
     -------
@@ -58,7 +58,7 @@ def pick_shapes(
     """
     text = os.environ.get(env, "").strip() if env else ""
     if text:
-        from fastinit._bench import parse_shapes
+        from fastinit.bench.fills import parse_shapes
 
         return [shape for _, shape in parse_shapes(text)]
     return list(full if FULL else default)
@@ -153,20 +153,20 @@ def peer_rounds(op: str, numel: int) -> int | None:
 
 
 def assert_sane(x: Any, dist: Any, what: str) -> None:
-    """Assert that the values in `x` plausibly follow `dist` (a fastinit._bench.Distribution).
+    """Assert that the values in `x` plausibly follow `dist` (a fastinit.bench.fills.Distribution).
 
     Parameters
     ----------
     x : torch.Tensor
         The buffer just written.
-    dist : fastinit._bench.Distribution
+    dist : fastinit.bench.fills.Distribution
         Expected moments and bounds.
     what : str
         Names the benchmark in the failure message.
     """
     import torch
 
-    from fastinit._bench import check_sample, sample_values
+    from fastinit.bench.fills import check_sample, sample_values
 
     problem = check_sample(sample_values(x), dist, torch.finfo(x.dtype).eps)
     assert problem is None, f"{what}: {problem}"

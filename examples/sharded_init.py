@@ -30,7 +30,6 @@ from torch.distributed.tensor import Shard
 from torch.distributed.tensor import empty as dtensor_empty
 
 import fastinit.torch
-from fastinit import _dtensor
 
 try:
     from torch.distributed.fsdp import fully_shard
@@ -62,11 +61,8 @@ class Model(nn.Module):
 
 
 def materialize(model: nn.Module, seed: int) -> None:
-    """``fastinit.torch.materialize_`` where it routes DTensors, else the module it calls."""
-    if getattr(fastinit.torch, "_dtensor", None) is not None:
-        fastinit.torch.materialize_(model, "cpu", seed=seed)
-    else:
-        _dtensor.materialize_sharded_(model, "cpu", seed=seed)
+    """``fastinit.torch.materialize_``: on an FSDP2 model, each rank fills its own shards."""
+    fastinit.torch.materialize_(model, "cpu", seed=seed)
 
 
 def run(rank: int, world_size: int) -> bool:
@@ -86,7 +82,7 @@ def run(rank: int, world_size: int) -> bool:
     #    from torch's generator (seeded differently on purpose): rank 0's draw is broadcast.
     torch.manual_seed(100 + rank)
     w = dtensor_empty(1000, 515, device_mesh=mesh, placements=[Shard(1)])
-    _dtensor.kaiming_uniform_(w, a=5**0.5)  # fastinit.torch.kaiming_uniform_ once routed
+    fastinit.torch.kaiming_uniform_(w, a=5**0.5)  # a DTensor is a target like any other
     local = w.to_local()
     print(f"rank {rank}: fsdp shards filled in {seconds * 1e3:.1f} ms; tp weight local shard "
           f"{tuple(local.shape)} of {tuple(w.shape)}", flush=True)  # fmt: skip

@@ -7,13 +7,10 @@ the same call gives the same bits for any thread count, SIMD path, shard layout 
 from __future__ import annotations
 
 from . import _core
-from ._config import config, show_config
+from ._config import __version__, config, show_config
 from ._fills import (
-    Generator,
     constant_,
-    default_generator,
     get_num_threads,
-    manual_seed,
     normal_,
     ones_,
     philox4x32,
@@ -26,8 +23,7 @@ from ._fills import (
 from ._orthogonal import delta_orthogonal_, orthogonal_
 from ._schemes import *  # noqa: F403
 from ._schemes import __all__ as _schemes_all
-
-__version__ = "0.1.0"
+from ._stream import Generator, default_generator, manual_seed
 
 __all__ = [
     "Generator",

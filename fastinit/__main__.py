@@ -4,7 +4,7 @@ Commands
 --------
 bench
     Time fastinit's fills against ``torch.nn.init`` side by side on LLM-sized buffers and
-    print the table (see :mod:`fastinit._bench`). ``--model`` and ``--orthogonal`` add the
+    print the table (see :mod:`fastinit.bench`). ``--model`` and ``--orthogonal`` add the
     model-construction and orthogonal sections.
 
 Each command lives in its own sub-parser, so new ones (``config``, ...) are one
@@ -28,14 +28,14 @@ def build_parser() -> argparse.ArgumentParser:
     argparse.ArgumentParser
         The top-level parser, with one sub-parser per command.
     """
-    from . import _bench
+    from . import bench
 
     parser = argparse.ArgumentParser(
         prog="fastinit",
         description="fastinit: reproducible, native-accelerated weight initialization.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    bench = commands.add_parser(
+    bench_parser = commands.add_parser(
         "bench",
         help="time fastinit's fills against torch.nn.init and print the side-by-side table",
         description=(
@@ -46,8 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
             "about a minute on 2 cores."
         ),
     )
-    _bench.add_bench_arguments(bench)
-    bench.set_defaults(handler=_bench.run_from_args)
+    bench.add_bench_arguments(bench_parser)
+    bench_parser.set_defaults(handler=bench.run_from_args)
     return parser
 
 

@@ -7,6 +7,8 @@ from typing import Any
 
 from . import _core
 
+__version__ = "0.1.0"
+
 
 def _cuda_info() -> dict[str, Any]:
     built = importlib.util.find_spec("fastinit._cuda") is not None
@@ -42,7 +44,7 @@ def config() -> dict[str, Any]:
         the BLAS used by orthogonal initialization.
     """
     return {
-        "version": __import__("fastinit").__version__,
+        "version": __version__,
         "isa": _core.get_isa(),
         "compiled_isas": list(_core.compiled_isas()),
         "supported_isas": list(_core.supported_isas()),

@@ -1,5 +1,5 @@
 """Type stubs for the native module ``fastinit._cuda`` (private: loaded by
-``fastinit._cuda_backend`` when a CUDA buffer arrives)."""
+``fastinit._buffer`` when a CUDA buffer arrives)."""
 
 from collections.abc import Sequence
 from typing import Any

@@ -1,26 +1,32 @@
-"""The core in-place fills: argument checking, seeds, and hand-off to the native kernels."""
+"""The core in-place fills: argument checking, then the hand-off to the native kernels.
+
+Seeds are resolved by ``fastinit._stream`` and buffers by ``fastinit._buffer``; this module
+owns the distributions' argument rules (finite bounds, ``std >= 0``, ``a < b``).
+"""
 
 from __future__ import annotations
 
 import math
 import operator
-import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
 
 from . import _core
+from ._buffer import Target
+from ._stream import Generator, as_u64, run_seeded
 
 __all__ = [
-    "Generator",
+    "check_finite",
     "constant_",
-    "default_generator",
+    "fill_at",
     "get_num_threads",
-    "manual_seed",
     "normal_",
     "ones_",
     "philox4x32",
+    "random_words",
+    "scatter_constant_",
     "set_num_threads",
     "trunc_normal_",
     "truncated_normal_",
@@ -29,108 +35,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-_U64 = 1 << 64
-#: The default generator's seed until :func:`manual_seed` is called (fixed, like torch's, so
-#: that an unseeded program is still reproducible).
-DEFAULT_SEED = 0x5EED_F457_1A17
-
-# DLPack device types that fastinit's CPU kernels can write (CPU, CUDA host, CUDA managed).
-_CPU_DEVICES = (1, 3, 13)
-_CUDA_DEVICE = 2
-
-
-def _as_u64(value: Any, what: str) -> int:
-    """Validate an integer seed or stream and reduce it to 64 bits (negatives wrap, as torch)."""
-    if isinstance(value, bool):
-        raise TypeError(f"{what} must be an int, got bool")
-    try:
-        v = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{what} must be an int, got {type(value).__name__}") from None
-    if not -(1 << 63) <= v < _U64:
-        raise ValueError(f"{what} must lie in [-2**63, 2**64), got {v}")
-    return v % _U64
-
-
-class Generator:
-    """A seed plus a stream counter: each fill that uses it takes the next stream.
-
-    Parameters
-    ----------
-    seed : int, optional
-        The Philox key; any integer in ``[-2**63, 2**64)`` (negatives wrap modulo ``2**64``).
-
-    Notes
-    -----
-    Successive calls differ, and the whole sequence is reproducible: a new generator with the
-    same seed gives the same values call by call. Thread-safe.
-    """
-
-    def __init__(self, seed: int = DEFAULT_SEED) -> None:
-        self._lock = threading.Lock()
-        self._seed = _as_u64(seed, "seed")
-        self._stream = 0
-
-    @property
-    def seed(self) -> int:
-        """The 64-bit key of this generator."""
-        return self._seed
-
-    @property
-    def stream(self) -> int:
-        """The stream the next fill will use."""
-        return self._stream
-
-    def manual_seed(self, seed: int) -> Generator:
-        """Reset to ``seed`` and stream 0; returns ``self``."""
-        s = _as_u64(seed, "seed")
-        with self._lock:
-            self._seed, self._stream = s, 0
-        return self
-
-    def next_stream(self) -> int:
-        """Reserve and return the next stream number."""
-        with self._lock:
-            s = self._stream
-            self._stream = (s + 1) % _U64
-        return s
-
-    def get_state(self) -> tuple[int, int]:
-        """``(seed, next stream)``, to restore with :meth:`set_state`."""
-        with self._lock:
-            return self._seed, self._stream
-
-    def set_state(self, state: tuple[int, int]) -> None:
-        """Restore a state returned by :meth:`get_state`."""
-        seed, stream = state
-        s, t = _as_u64(seed, "seed"), _as_u64(stream, "stream")
-        with self._lock:
-            self._seed, self._stream = s, t
-
-    def __repr__(self) -> str:
-        return f"fastinit.Generator(seed={self._seed}, stream={self._stream})"
-
-
-default_generator = Generator()
-
-
-def manual_seed(seed: int) -> Generator:
-    """Seed the default generator (stream 0) and return it."""
-    return default_generator.manual_seed(seed)
-
-
-def resolve_seed(seed: int | Generator | None) -> tuple[int, int]:
-    """Map a ``seed=`` argument to the Philox ``(key, stream)`` pair.
-
-    ``None`` takes the default generator's next stream, an int is a pure seed (stream 0), and a
-    :class:`Generator` gives its seed and next stream.
-    """
-    if seed is None:
-        seed = default_generator
-    if isinstance(seed, Generator):
-        return seed.seed, seed.next_stream()
-    return _as_u64(seed, "seed"), 0
 
 
 def philox4x32(counter: Sequence[int], key: Sequence[int]) -> tuple[int, int, int, int]:
@@ -164,9 +68,18 @@ def set_num_threads(n: int) -> None:
     ``OMP_NUM_THREADS``). Values do not depend on it."""
     n = operator.index(n)
     _core.set_num_threads(n)
-    from ._orthogonal import sync_blas_threads  # OpenBLAS follows now (if loaded)
+    for hook in _THREAD_HOOKS:  # e.g. OpenBLAS follows now (if loaded)
+        hook(n)
 
-    sync_blas_threads(n)
+
+#: Called with the new thread count by :func:`set_num_threads`; modules above this one (the
+#: orthogonal BLAS) register here instead of being imported from below.
+_THREAD_HOOKS: list[Callable[[int], None]] = []
+
+
+def on_num_threads(hook: Callable[[int], None]) -> None:
+    """Register ``hook(n)`` to run whenever :func:`set_num_threads` sets ``n`` threads."""
+    _THREAD_HOOKS.append(hook)
 
 
 def get_num_threads() -> int:
@@ -174,84 +87,7 @@ def get_num_threads() -> int:
     return int(_core.get_num_threads())
 
 
-# ----------------------------------------------------------------------------- buffers
-
-
-def _is_torch_tensor(x: Any) -> bool:
-    mod = type(x).__module__
-    return mod.startswith("torch") and hasattr(x, "detach") and hasattr(x, "is_meta")
-
-
-def shape_of(x: Any) -> tuple[int, ...]:
-    """The shape of an array-like buffer as a tuple of ints."""
-    return tuple(int(s) for s in x.shape)
-
-
-def dtype_name(x: Any) -> str:
-    """The buffer's dtype as 'float32', 'float64', 'float16', 'bfloat16' or another name."""
-    dt = x.dtype
-    name = getattr(dt, "name", None)
-    if isinstance(name, str):
-        return name
-    return str(dt).removeprefix("torch.")
-
-
-class _Target:
-    """A buffer ready for the native kernels: a NumPy array, or a fresh DLPack capsule.
-
-    ``skip`` is set for buffers with no storage to fill (torch meta tensors).
-    """
-
-    __slots__ = ("backend", "device", "handle", "skip")
-
-    def __init__(self, x: Any) -> None:
-        self.skip = False
-        self.device = (1, 0)
-        # The native module whose fill/constant/scatter_constant functions write this buffer.
-        self.backend: Any = _core
-        if isinstance(x, np.ndarray):
-            self.handle: Any = x
-            return
-        if _is_torch_tensor(x):
-            if x.is_meta:
-                self.skip = True
-                self.handle = None
-                return
-            # A Parameter (or any tensor requiring grad) cannot be exported; its detached
-            # alias shares the storage, so writing through it fills the original in place.
-            x = x.detach()
-        if not hasattr(x, "__dlpack__"):
-            raise TypeError(
-                "fastinit: expected a NumPy array or an object implementing __dlpack__ "
-                f"(torch tensor, CuPy array, ...), got {type(x).__name__}"
-            )
-        if hasattr(x, "__dlpack_device__"):
-            dev = tuple(int(v) for v in x.__dlpack_device__())
-            self.device = (dev[0], dev[1])
-            if dev[0] == _CUDA_DEVICE:
-                from ._cuda_backend import cuda_backend
-
-                # Raises a clear error where CUDA is unavailable. The producer is handed the
-                # stream the kernels will run on (the DLPack consumer stream protocol).
-                self.backend = cuda_backend(x, dev[1])
-                self.handle = _export_dlpack(x, stream=self.backend.dlpack_stream)
-                return
-            if dev[0] not in _CPU_DEVICES:
-                raise BufferError(f"fastinit: unsupported DLPack device {dev}")
-        self.handle = _export_dlpack(x)
-
-
-def _export_dlpack(x: Any, stream: int | None = None) -> Any:
-    """Ask the producer for a versioned capsule (DLPack >= 1.0) and fall back to the legacy one.
-    ``stream``: the CUDA stream the consumer will use (device buffers only)."""
-    kwargs = {} if stream is None else {"stream": stream}
-    try:
-        return x.__dlpack__(max_version=(1, 0), **kwargs)
-    except TypeError:
-        return x.__dlpack__(**kwargs)
-
-
-def _check_finite(name: str, value: Any) -> float:
+def check_finite(name: str, value: Any) -> float:
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -269,6 +105,24 @@ def _shard_args(
     return gs, go
 
 
+def fill_at(
+    x: T,
+    dist: str,
+    params: tuple[float, ...],
+    key: int,
+    stream: int,
+    global_shape: Sequence[int] | None = None,
+    global_offset: Sequence[int] | None = None,
+) -> T:
+    """Fill ``x`` with ``dist`` (parameters already validated) from the Philox pair
+    ``(key, stream)``: the one hand-off of a random fill to its backend."""
+    gs, go = _shard_args(global_shape, global_offset)
+    target = Target(x)
+    if not target.skip:
+        target.backend.fill(target.handle, dist, params, key, stream, gs, go)
+    return x
+
+
 def _random_fill(
     x: T,
     dist: str,
@@ -278,19 +132,14 @@ def _random_fill(
     global_offset: Sequence[int] | None,
 ) -> T:
     gs, go = _shard_args(global_shape, global_offset)
-    target = _Target(x)
+    target = Target(x)
     if target.skip:
         return x
-    if seed is None or isinstance(seed, Generator):
-        g = default_generator if seed is None else seed
-        # The stream is taken only if the fill succeeds, so a rejected call leaves the
-        # generator where it was; holding the lock keeps concurrent callers on distinct streams.
-        with g._lock:
-            target.backend.fill(target.handle, dist, params, g._seed, g._stream, gs, go)
-            g._stream = (g._stream + 1) % _U64
-    else:
-        key, stream = resolve_seed(seed)
+
+    def call(key: int, stream: int) -> None:
         target.backend.fill(target.handle, dist, params, key, stream, gs, go)
+
+    run_seeded(seed, call)
     return x
 
 
@@ -333,8 +182,8 @@ def uniform_(
         Non-finite or reversed bounds, read-only or overlapping buffer, shard outside its
         global shape. Nothing is written in that case.
     """
-    lo = _check_finite("low", low)
-    hi = _check_finite("high", high)
+    lo = check_finite("low", low)
+    hi = check_finite("high", high)
     if math.isinf(lo) or math.isinf(hi):
         raise ValueError("uniform_ bounds must be finite")
     if lo > hi:
@@ -356,8 +205,8 @@ def normal_(
     Tails reach 6.6 std for 32-bit (and 16-bit) dtypes and 8.5 std for float64. See
     :func:`uniform_` for ``x``, ``seed``, the shard keywords and the errors.
     """
-    m = _check_finite("mean", mean)
-    s = _check_finite("std", std)
+    m = check_finite("mean", mean)
+    s = check_finite("std", std)
     if math.isinf(m) or math.isinf(s):
         raise ValueError("normal_ needs a finite mean and std")
     if s < 0:
@@ -383,10 +232,10 @@ def trunc_normal_(
     ``[a, b]`` after rounding to the dtype. ``std == 0`` fills with ``mean`` (which must lie in
     ``[a, b]``). See :func:`uniform_` for the other arguments.
     """
-    m = _check_finite("mean", mean)
-    s = _check_finite("std", std)
-    lo = _check_finite("a", a)
-    hi = _check_finite("b", b)
+    m = check_finite("mean", mean)
+    s = check_finite("std", std)
+    lo = check_finite("a", a)
+    hi = check_finite("b", b)
     if math.isinf(m) or math.isinf(s):
         raise ValueError("trunc_normal_ needs a finite mean and std")
     if s < 0:
@@ -417,10 +266,10 @@ def truncated_normal_(
     stddev)``; ``stddev`` is the scale before truncation (no variance correction here; see
     ``variance_scaling_`` for Keras' corrected form).
     """
-    s = _check_finite("stddev", stddev)
-    m = _check_finite("mean", mean)
-    lo = _check_finite("lower", lower)
-    hi = _check_finite("upper", upper)
+    s = check_finite("stddev", stddev)
+    m = check_finite("mean", mean)
+    lo = check_finite("lower", lower)
+    hi = check_finite("upper", upper)
     return trunc_normal_(
         x,
         m,
@@ -444,7 +293,7 @@ def constant_(
     checked) for symmetry with the random fills."""
     v = float(value)
     gs, go = _shard_args(global_shape, global_offset)
-    target = _Target(x)
+    target = Target(x)
     if target.skip:
         return x
     target.backend.constant(target.handle, v, gs, go)
@@ -472,7 +321,7 @@ def scatter_constant_(
     """Set ``x`` at the given global row-major flat indices to ``value``; indices outside the
     shard (or the global tensor) are skipped. Building block of ``eye_`` and ``dirac_``."""
     gs, go = _shard_args(global_shape, global_offset)
-    target = _Target(x)
+    target = Target(x)
     if target.skip:
         return x
     idx = np.ascontiguousarray(flat_indices, dtype=np.int64).reshape(-1)
@@ -484,5 +333,5 @@ def random_words(n: int, key: int, stream: int, offset: int = 0) -> np.ndarray:
     """Words ``offset .. offset + n - 1`` of the ``(key, stream)`` Philox stream as uint32
     (word ``i`` is word ``i % 4`` of block ``i // 4``)."""
     return _core.random_words(
-        operator.index(n), _as_u64(key, "key"), _as_u64(stream, "stream"), operator.index(offset)
+        operator.index(n), as_u64(key, "key"), as_u64(stream, "stream"), operator.index(offset)
     )

@@ -15,19 +15,20 @@ neither loads OpenBLAS nor starts its threads.
 from __future__ import annotations
 
 import ctypes
+import math
 import operator
 import os
 import threading
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 from . import _fills
+from ._buffer import CudaBackend, Target, shape_of
+from ._stream import Generator, run_seeded
 
 __all__ = ["delta_orthogonal_", "orthogonal_"]
 
 T = TypeVar("T")
 
-_U64 = 1 << 64
 _blas_module: Any = None
 _blas_lock = threading.Lock()
 
@@ -107,6 +108,9 @@ def sync_blas_threads(n: int) -> None:
         _blas_module.set_num_threads(operator.index(n))
 
 
+_fills.on_num_threads(sync_blas_threads)
+
+
 def blas_info() -> dict[str, Any]:
     """The BLAS behind orthogonal initialization: name, version, config, threads."""
     return dict(load_blas().info())
@@ -130,47 +134,121 @@ def _normalize_axis(axis: Any, ndim: int, what: str) -> int:
 def _check_gain(gain: Any) -> float:
     if isinstance(gain, (str, bytes)):
         raise TypeError(f"gain must be a real number, got {type(gain).__name__}")
-    g = _fills._check_finite("gain", gain)
+    g = _fills.check_finite("gain", gain)
     if g in (float("inf"), float("-inf")):
         raise ValueError("gain must be finite")
     return g
 
 
-def _seeded(seed: int | _fills.Generator | None, call: Callable[[int, int], None]) -> None:
-    """Run ``call(key, stream)`` with the Philox pair ``seed`` stands for.
-
-    A Generator's (or the default generator's) stream is taken only if the call succeeds, so
-    a rejected call leaves the generator where it was.
-    """
-    if seed is None or isinstance(seed, _fills.Generator):
-        g = _fills.default_generator if seed is None else seed
-        with g._lock:
-            call(g._seed, g._stream)
-            g._stream = (g._stream + 1) % _U64
-    else:
-        key, stream = _fills.resolve_seed(seed)
-        call(key, stream)
-
-
 def _shape(x: Any) -> tuple[int, ...]:
     if not hasattr(x, "shape"):
-        _fills._Target(x)  # raises the TypeError that names what is accepted
-    return _fills.shape_of(x)
+        Target(x)  # raises the TypeError that names what is accepted
+    return shape_of(x)
 
 
 def _native(x: Any, name: str) -> tuple[Any, Any]:
-    """``(_Target, module)``: the buffer handle and the module whose ``name`` writes it."""
-    target = _fills._Target(x)
+    """``(Target, module)``: the buffer handle and the object whose ``name`` writes it
+    (``fastinit._blas`` on the CPU, :class:`_TorchOrthogonal` on CUDA)."""
+    target = Target(x)
     if target.skip:
         return target, None
-    if target.device[0] in _fills._CPU_DEVICES:
+    if target.on_cpu:
         return target, load_blas()
-    if getattr(target.backend, name, None) is None:
+    if not isinstance(target.backend, CudaBackend):
         raise BufferError(
             f"fastinit: {name}_ runs on the CPU only in this build; cannot write to DLPack "
             f"device {target.device}"
         )
-    return target, target.backend
+    return target, _TorchOrthogonal(target.backend)
+
+
+# ----------------------------------------------------------------------------- CUDA, via torch
+
+
+class _TorchOrthogonal:
+    """The ``orthogonal``/``delta_orthogonal`` calls of ``fastinit._blas`` for CUDA buffers:
+    :func:`orthogonal_torch` on the buffer's device and stream."""
+
+    __slots__ = ("backend",)
+
+    def __init__(self, backend: CudaBackend) -> None:
+        self.backend = backend
+
+    def orthogonal(
+        self, target: Any, gain: float, key: int, stream: int, column_axis: Any, threads: int
+    ) -> None:
+        torch, t = self.backend.as_torch(target, "orthogonal_")
+        with self.backend.torch_context(torch):
+            orthogonal_torch(t, gain, key, stream, column_axis)
+
+    def delta_orthogonal(
+        self, target: Any, gain: float, key: int, stream: int, column_axis: int, threads: int
+    ) -> None:
+        torch, t = self.backend.as_torch(target, "delta_orthogonal_")
+        with self.backend.torch_context(torch):
+            centre = tuple((k - 1) // 2 for k in t.shape[:-2])
+            t.zero_()
+            orthogonal_torch(t[centre], gain, key, stream, column_axis)
+
+
+def orthogonal_torch(t: Any, gain: float, key: int, stream: int, column_axis: int | None) -> None:
+    """Write ``gain`` times the (key, stream) Haar (semi-)orthogonal matrix into the torch
+    tensor ``t`` (any device), through torch's own linear algebra.
+
+    The reflectors are those of the CPU path (csrc/include/fastinit/orthogonal.hpp): the
+    virtual ``M x N`` standard normal matrix ``Z`` is materialized by ``fastinit.normal_``
+    (so it holds the CPU's values bit for bit), reflector ``j`` is ``Z[j:, j]``, with the same
+    ``v[0]``, ``tau`` and sign correction ``d``; ``torch.linalg.householder_product`` forms
+    ``H_0 ... H_{N-1} [I; 0]`` (LAPACK's/cuSOLVER's orgqr, with the reflectors rescaled to a
+    unit leading entry). Values agree with the CPU's to rounding (the sums of squares and the
+    accumulation are ordered differently). Workspace: about three ``M x N`` matrices of the
+    compute type (float32, or float64 for float64 tensors).
+
+    ``column_axis``: ``None`` for torch's rule (rows = dim 0), else an axis (Keras/JAX's).
+    """
+    import torch
+
+    shape = tuple(int(v) for v in t.shape)
+    numel = math.prod(shape)
+    if numel == 0:
+        return
+    if column_axis is None:
+        view = t
+        rows = shape[0]
+        cols = numel // rows
+    else:
+        view = t.movedim(column_axis, -1)
+        cols = shape[column_axis]
+        rows = numel // cols
+    m, n = max(rows, cols), min(rows, cols)
+    cdt = torch.float64 if t.dtype == torch.float64 else torch.float32
+    # Reflector j is Z[j:, j] of a virtual M x N standard normal matrix (see orthogonal.hpp).
+    z = torch.empty((m, n), dtype=cdt, device=t.device)
+    _fills.fill_at(z, "normal", (0.0, 1.0), key, stream)
+
+    x0 = z.diagonal().to(torch.float64)
+    lower = z.tril(-1)  # reflector j without its first entry: Z[j+1:, j]
+    del z
+    rest = lower.to(torch.float64).square().sum(dim=0)
+    norm2 = x0 * x0 + rest
+    sg = torch.where(x0 >= 0, 1.0, -1.0).to(torch.float64)
+    v0 = (x0 + sg * norm2.sqrt()).to(cdt)  # rounded once to the compute type, as on the CPU
+    v0d = v0.to(torch.float64)
+    tau = 2.0 / (rest + v0d * v0d)
+    zero = ~(norm2 > 0)
+    tau = torch.where(zero, 0.0, tau)
+    d = torch.where(zero, 1.0, -sg)
+    v0 = torch.where(zero, torch.ones_like(v0), v0)
+    v0d = v0.to(torch.float64)
+    # LAPACK's convention: v with v[0] = 1 and tau' = tau v0^2 is the same reflection.
+    reflectors = lower / v0[None, :]
+    del lower
+    q = torch.linalg.householder_product(reflectors, (tau * v0d * v0d).to(cdt))
+    del reflectors
+    q.mul_((gain * d).to(cdt)[None, :])
+    out = q if rows >= cols else q.T
+    with torch.no_grad():
+        view.copy_(out.reshape(view.shape))
 
 
 # ----------------------------------------------------------------------------- public API
@@ -180,7 +258,7 @@ def orthogonal_(
     x: T,
     gain: float = 1.0,
     *,
-    seed: int | _fills.Generator | None = None,
+    seed: int | Generator | None = None,
     column_axis: int | None = None,
 ) -> T:
     """Fill ``x`` in place with ``gain`` times a Haar-distributed (semi-)orthogonal matrix.
@@ -276,7 +354,7 @@ def orthogonal_(
     def call(key: int, stream: int) -> None:
         module.orthogonal(target.handle, g, key, stream, axis, threads)
 
-    _seeded(seed, call)
+    run_seeded(seed, call)
     return x
 
 
@@ -284,7 +362,7 @@ def delta_orthogonal_(
     x: T,
     gain: float = 1.0,
     *,
-    seed: int | _fills.Generator | None = None,
+    seed: int | Generator | None = None,
     column_axis: int = -1,
 ) -> T:
     """Delta-orthogonal initialization of a convolution kernel, with JAX's semantics.
@@ -339,5 +417,5 @@ def delta_orthogonal_(
     def call(key: int, stream: int) -> None:
         module.delta_orthogonal(target.handle, g, key, stream, axis, threads)
 
-    _seeded(seed, call)
+    run_seeded(seed, call)
     return x

@@ -20,6 +20,8 @@ from typing import Any, Literal
 import numpy as np
 
 from . import _fills
+from ._buffer import shape_of
+from ._stream import resolve
 
 __all__ = [
     "TRUNCATED_NORMAL_STDDEV_FACTOR",
@@ -219,7 +221,7 @@ def compute_fans(
 def _target_shape(x: Any, global_shape: Sequence[int] | None) -> tuple[int, ...]:
     if global_shape is not None:
         return tuple(operator.index(s) for s in global_shape)
-    return _fills.shape_of(x)
+    return shape_of(x)
 
 
 def check_torch_mode(mode: str) -> str:
@@ -638,7 +640,7 @@ def eye_(
     if len(shape) != 2:
         raise ValueError("Only tensors with 2 dimensions are supported")
     rows, cols = shape
-    if math.prod(_fills.shape_of(x)) == 0:
+    if math.prod(shape_of(x)) == 0:
         return x
     diagonal = np.arange(min(rows, cols), dtype=np.int64) * (cols + 1)
     _fills.constant_(x, 0.0, global_shape=global_shape, global_offset=global_offset)
@@ -684,7 +686,7 @@ def dirac_(
         raise ValueError("Only tensors with 3, 4, or 5 dimensions are supported")
     if shape[0] % groups != 0:
         raise ValueError("dim 0 must be divisible by groups")
-    if math.prod(_fills.shape_of(x)) == 0:
+    if math.prod(shape_of(x)) == 0:
         return x
     out_per_group = shape[0] // groups
     min_dim = max(min(out_per_group, shape[1]), 0)
@@ -794,15 +796,13 @@ def sparse_(
     if rows > 1 << 32:
         raise ValueError(f"sparse_ supports at most 2**32 rows, got {rows}")
     num_zeros = min(math.ceil(sparsity * rows), rows)
-    local = _fills.shape_of(x)
+    local = shape_of(x)
     if math.prod(local) == 0:
         return x
     # Resolve once (a Generator's stream is taken here), then fill the values on exactly that
     # (key, stream) through a throw-away generator positioned on it.
-    key, stream = _fills.resolve_seed(seed)
-    at = _fills.Generator(key)
-    at.set_state((key, stream))
-    _fills.normal_(x, 0.0, std, seed=at, global_shape=global_shape, global_offset=global_offset)
+    key, stream = resolve(seed)
+    _fills.fill_at(x, "normal", (0.0, std), key, stream, global_shape, global_offset)
     if num_zeros == 0:
         return x
     r0, c0 = (0, 0) if global_offset is None else (int(global_offset[0]), int(global_offset[1]))

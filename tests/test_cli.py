@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fastinit import _bench
 from fastinit.__main__ import main
+from fastinit.bench import fills as _bench
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
@@ -192,7 +192,7 @@ def test_plot_without_matplotlib_is_explained(
 @needs_torch
 @pytest.mark.parametrize(
     ("flag", "module"),
-    [("--model", "fastinit._bench_model"), ("--orthogonal", "fastinit._bench_orthogonal")],
+    [("--model", "fastinit.bench.models"), ("--orthogonal", "fastinit.bench.orthogonal")],
 )
 def test_missing_section_is_explained(
     flag: str, module: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
@@ -215,9 +215,9 @@ def test_section_gets_the_keywords_it_accepts(
         print("model table", file=out)
         return {"speedup": 9.5}
 
-    fake = types.ModuleType("fastinit._bench_model")
+    fake = types.ModuleType("fastinit.bench.models")
     fake.run_model_bench = run_model_bench  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "fastinit._bench_model", fake)
+    monkeypatch.setitem(sys.modules, "fastinit.bench.models", fake)
     out = tmp_path / "out.json"
     assert (
         main(["bench", "--model", "--dtype", "bfloat16", "--threads", "1", "--json", str(out)]) == 0
@@ -348,7 +348,7 @@ def test_bench_plot(tmp_path: Path) -> None:
 
 @needs_torch
 def test_section_problems_fail_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = types.ModuleType("fastinit._bench_orthogonal")
+    fake = types.ModuleType("fastinit.bench.orthogonal")
     fake.run_orthogonal_bench = lambda **kwargs: [{"shape": [4, 4], "problem": "not orthogonal"}]  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "fastinit._bench_orthogonal", fake)
+    monkeypatch.setitem(sys.modules, "fastinit.bench.orthogonal", fake)
     assert main(["bench", "--orthogonal", "--threads", "1"]) == 1

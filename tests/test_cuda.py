@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 import fastinit
-from fastinit import _core, _cuda_backend
+from fastinit import _buffer, _core, _orthogonal
 
 from .conftest import DTYPES, bits
 
@@ -172,7 +172,7 @@ def test_no_cuda_build_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setitem(sys.modules, "fastinit._cuda", None)
     monkeypatch.delattr(fastinit, "_cuda", raising=False)
     with pytest.raises(BufferError, match="no CUDA module"):
-        _cuda_backend.cuda_module(0)
+        _buffer.cuda_module(0)
 
 
 # ---------------------------------------------------------------- a hand-written producer
@@ -468,7 +468,7 @@ def test_gpu_generic_producer_gets_the_legacy_stream() -> None:
     fake = FakeCudaArray(np.zeros(4, np.int32), dtype_code=(0, 32))
     with pytest.raises(TypeError, match="int32"):
         fastinit.uniform_(fake, seed=1)
-    assert fake.calls and fake.calls[0]["stream"] == _cuda_backend.LEGACY_DEFAULT_STREAM
+    assert fake.calls and fake.calls[0]["stream"] == _buffer.LEGACY_DEFAULT_STREAM
 
 
 @needs_gpu
@@ -544,7 +544,7 @@ def test_orthogonal_through_torch_matches_cpu(
     expected = torch.empty(shape, dtype=dt)
     orthogonal_(expected, 1.7, seed=123, column_axis=axis)
     got = torch.empty(shape, dtype=dt)
-    _cuda_backend.orthogonal_torch(got, 1.7, 123, 0, None if axis is None else axis % len(shape))
+    _orthogonal.orthogonal_torch(got, 1.7, 123, 0, None if axis is None else axis % len(shape))
     diff = (got.double() - expected.double()).abs().max().item()
     assert diff <= ORTHO_ATOL[dtype_name] * 1.7
 

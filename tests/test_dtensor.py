@@ -1,4 +1,4 @@
-"""Sharded initialization on torch.distributed (fastinit._dtensor), bit for bit.
+"""Sharded initialization on torch.distributed (fastinit.torch._dtensor), bit for bit.
 
 One group of processes per world size (1, 2 and 4; torch.multiprocessing spawn, gloo, CPU)
 runs every check of that size once and gathers each initialized DTensor with
@@ -9,7 +9,7 @@ tests fail.
 
 Skips: the whole file without torch, torch.distributed, gloo or DTensor (torch < 2.4); the
 tests of the ``fastinit.torch`` entry points until fastinit.torch routes DTensors to
-fastinit._dtensor (docs/sharded.md has the lines).
+fastinit.torch._dtensor (docs/sharded.md has the lines).
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ except ImportError:  # pragma: no cover - depends on the torch version
 
 import fastinit
 import fastinit.torch as ftorch
-from fastinit import _dtensor, _fills, _schemes
+from fastinit import _fills, _schemes
+from fastinit.torch import _dtensor, _materialize, _patch, _target
 
 WORLD_SIZES = (1, 2, 4)
 #: Hard limit for one group of processes (start-up, every check, shut-down).
@@ -63,7 +64,7 @@ FSDP_SEED = 20250607
 class Case:
     """One initialization of one DTensor.
 
-    kind: 'gen' (fastinit._dtensor.<fn>(t, *args, generator=Generator().manual_seed(key))),
+    kind: 'gen' (fastinit.torch._dtensor.<fn>(t, *args, generator=Generator().manual_seed(key))),
     'seed' (the same with seed=key), 'apply' (apply_to_dtensor(<core fill fn>, t, *args,
     seed=key)), 'torch' (fastinit.torch.<fn>(t, *args, generator=...)).
     layout: placements, one letter group per mesh dimension ('S0', 'S1', 'R'; 'S0,S1' is a
@@ -210,7 +211,7 @@ def reference(case: Case) -> torch.Tensor:
             if case.kind == "seed":
                 seed = case.key
             else:
-                seed = ftorch._draw_seed(_generator(case.key))
+                seed = _target.draw_seed(_generator(case.key))
             x = _dtensor.orthogonal_full(case.shape, x.dtype, case.args[0], seed)
         elif case.kind == "seed":
             CORE[case.fn](x, *case.args, seed=case.key)
@@ -282,12 +283,12 @@ def _run_case(case: Case, meshes: dict[int, Any]) -> torch.Tensor:
     if case.kind == "apply":
         _dtensor.apply_to_dtensor(CORE[case.fn], t, *case.args, seed=case.key)
     else:
-        module = ftorch if case.kind == "torch" else _dtensor
-        fn = getattr(module, case.fn)
+        fn = getattr(ftorch, case.fn)
         if not _takes_seed(case.fn):
             fn(t, *case.args)
         elif case.kind == "seed":
-            fn(t, *case.args, seed=case.key)
+            with _target.fixed_seed(case.key):
+                fn(t, *case.args)
         else:
             fn(t, *case.args, generator=_generator(case.key))
     return t.full_tensor()
@@ -361,32 +362,32 @@ def _seed_checks(rank: int, world_size: int, meshes: dict[int, Any], saved: dict
     torch.manual_seed(1000 + rank)
     t = distribute_tensor(torch.zeros(7, 5), mesh, [Shard(0)])
     with _Collectives() as seen:
-        _dtensor.uniform_(t)
+        ftorch.uniform_(t)
     status["broadcasts_1d"] = seen.calls
     saved["seeds:broadcast"] = t.full_tensor()
     after = torch.default_generator.get_state()
     expected = torch.Generator().manual_seed(1000 + rank)
-    ftorch._draw_seed(expected)
+    _target.draw_seed(expected)
     status["one_draw_per_rank"] = bool(torch.equal(after, expected.get_state()))
     # Without the broadcast each rank uses its own draw.
     torch.manual_seed(1000 + rank)
     t = distribute_tensor(torch.zeros(7, 5), mesh, [Shard(0)])
     with _dtensor.seed_sync(False), _Collectives(forbid=True):
-        _dtensor.uniform_(t)
+        ftorch.uniform_(t)
     saved["seeds:nosync"] = t.full_tensor()
     # An explicit seed, a constant and a generator on a one-rank mesh: no collective at all.
     t = distribute_tensor(torch.zeros(7, 5), mesh, [Shard(1)])
     with _Collectives(forbid=True):
-        _dtensor.normal_(t, seed=5)
-        _dtensor.kaiming_uniform_(t, seed=6)
-        _dtensor.orthogonal_(t, seed=7)
-        _dtensor.zeros_(t)
+        _seeded(ftorch.normal_, 5, t)
+        _seeded(ftorch.kaiming_uniform_, 6, t)
+        _seeded(ftorch.orthogonal_, 7, t)
+        ftorch.zeros_(t)
         _dtensor.apply_to_dtensor(fastinit.normal_, t, seed=fastinit.Generator(3))
     status["explicit_seed_no_collective"] = True
     if world_size == 4:
         t = distribute_tensor(torch.zeros(7, 5), meshes[2], [Shard(0), Shard(1)])
         with _Collectives() as seen:
-            _dtensor.normal_(t, generator=_generator(1))
+            ftorch.normal_(t, generator=_generator(1))
         status["broadcasts_2d"] = seen.calls
     return status
 
@@ -399,24 +400,34 @@ def _torch_seed_check(rank: int, meshes: dict[int, Any], saved: dict) -> None:
     saved["torch_seeds"] = t.full_tensor()
 
 
+def _seeded(fn: Callable[..., Any], seed: int, *args: Any) -> Any:
+    """``fn(*args)`` with the explicit seed ``seed`` (nothing drawn, nothing exchanged)."""
+    with _target.fixed_seed(seed):
+        return fn(*args)
+
+
 def _check_errors(meshes: dict[int, Any]) -> None:
     from torch.distributed.tensor import DTensor, Partial
 
     partial = DTensor.from_local(torch.zeros(4, 3), meshes[1], [Partial()])
     with pytest.raises(NotImplementedError, match="Partial"):
-        _dtensor.normal_(partial, seed=1)
+        _seeded(ftorch.normal_, 1, partial)
     with pytest.raises(NotImplementedError, match="Partial"):
         _dtensor.shard_spec(partial)
+    # The core fills refuse a DTensor (its capsule holds only the local shard).
+    whole = distribute_tensor(torch.zeros(8, 3), meshes[1], [Shard(0)])
+    with pytest.raises(TypeError, match="DTensor"):
+        fastinit.uniform_(whole, seed=1)
     with pytest.raises(TypeError, match="DTensor"):
         _dtensor.shard_spec(torch.zeros(3))
     t = distribute_tensor(torch.zeros(4, 3, dtype=torch.int32), meshes[1], [Shard(0)])
     with pytest.raises(TypeError, match="seed="):
-        _dtensor.uniform_(t, seed=1)
+        _seeded(ftorch.uniform_, 1, t)
     t = distribute_tensor(torch.zeros(4, 3), meshes[1], [Shard(0)])
     with pytest.raises(ValueError, match="low <= high"):
-        _dtensor.uniform_(t, 2.0, 1.0, seed=1)
+        _seeded(ftorch.uniform_, 1, t, 2.0, 1.0)
     with pytest.raises(ValueError, match="Fan in and fan out"):
-        _dtensor.xavier_uniform_(distribute_tensor(torch.zeros(4), meshes[1], [Shard(0)]))
+        ftorch.xavier_uniform_(distribute_tensor(torch.zeros(4), meshes[1], [Shard(0)]))
 
 
 def _fully_shard() -> Callable[..., Any]:
@@ -460,7 +471,7 @@ def _fsdp_tp(mesh2: Any) -> dict[str, torch.Tensor]:
     _fully_shard()(model, mesh=mesh2["dp"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        _dtensor.materialize_sharded_(model, "cpu", seed=FSDP_SEED)
+        _materialize.materialize_sharded_(model, "cpu", seed=FSDP_SEED)
     sharded: list[tuple[str, Any]] = list(model.named_parameters())
     return {k: v.full_tensor() for k, v in sharded}
 
@@ -482,7 +493,7 @@ def _check_strided_layout(mesh2: Any) -> list[str]:
         seen.append(str(tuple(w.placements)))
         problems += _box_problem(w, whole, rows)
         with contextlib.suppress(Exception):
-            _dtensor.normal_(w, seed=rows)
+            _seeded(ftorch.normal_, rows, w)
         if not same_bits(w.full_tensor(), _fills.normal_(torch.empty(rows, 6), seed=rows)):
             problems.append(("values", rows))
     assert not problems, problems
@@ -541,9 +552,9 @@ def worker(rank: int, world_size: int, store: str, out_dir: str) -> None:
         def fsdp_unseeded() -> None:
             # No seed: the base seed is drawn on every rank and rank 0's is broadcast.
             torch.manual_seed(1000 + rank)
-            fsdp("fsdp_unseeded", _dtensor.materialize_sharded_, None)
+            fsdp("fsdp_unseeded", _materialize.materialize_sharded_, None)
 
-        attempt("fsdp", lambda: fsdp("fsdp", _dtensor.materialize_sharded_, FSDP_SEED))
+        attempt("fsdp", lambda: fsdp("fsdp", _materialize.materialize_sharded_, FSDP_SEED))
         attempt("fsdp_unseeded", fsdp_unseeded)
         if status["fastinit.torch routes DTensors"]:
             attempt("torch_fsdp", lambda: fsdp("torch_fsdp", ftorch.materialize_, FSDP_SEED))
@@ -669,7 +680,7 @@ def _compare(result: GroupResult, kind: str, fn: str) -> None:
 
 @pytest.mark.parametrize(("world_size", "fn"), _params("gen"))
 def test_dtensor_init_matches_single_process(group: Any, world_size: int, fn: str) -> None:
-    """fastinit._dtensor.<fn>(dtensor, generator=g) gathered == fastinit.torch.<fn>(plain,
+    """fastinit.torch._dtensor.<fn>(dtensor, generator=g) gathered == fastinit.torch.<fn>(plain,
     generator=g), over Shard(0), Shard(1), Replicate, uneven and empty shards, 2x2 meshes and
     four dtypes."""
     _compare(group(world_size), "gen", fn)
@@ -750,8 +761,8 @@ def test_fsdp2_materialize_matches_unsharded(
 def _require_routing(result: GroupResult) -> None:
     if not result.check("fastinit.torch routes DTensors"):
         pytest.skip(
-            "fastinit.torch does not route DTensors to fastinit._dtensor yet (the integration "
-            "lines are in docs/sharded.md)"
+            "fastinit.torch does not route DTensors to fastinit.torch._dtensor yet "
+            "(the integration lines are in docs/sharded.md)"
         )
 
 
@@ -818,10 +829,10 @@ def test_is_dtensor_and_routing_without_distributed() -> None:
     sends them to fastinit.torch (same values as fastinit.torch itself)."""
     assert not _dtensor.is_dtensor(torch.zeros(2))
     a, b = torch.empty(6, 4), torch.empty(6, 4)
-    with _dtensor.routed():
-        assert torch.nn.init.kaiming_uniform_ is not ftorch._ORIGINALS["kaiming_uniform_"]
+    with _patch.routed():
+        assert torch.nn.init.kaiming_uniform_ is not _target.ORIGINALS["kaiming_uniform_"]
         torch.nn.init.kaiming_uniform_(a, generator=_generator(3))
-    assert torch.nn.init.kaiming_uniform_ is ftorch._ORIGINALS["kaiming_uniform_"]
+    assert torch.nn.init.kaiming_uniform_ is _target.ORIGINALS["kaiming_uniform_"]
     ftorch.kaiming_uniform_(b, generator=_generator(3))
     assert same_bits(a, b)
 

@@ -15,7 +15,8 @@ torch = pytest.importorskip("torch")
 nn = torch.nn
 
 import fastinit.torch as ft  # noqa: E402
-from fastinit import _bench_model  # noqa: E402
+from fastinit.bench import models as _bench_model  # noqa: E402
+from fastinit.torch import _target  # noqa: E402
 
 P_MIN = 1e-4
 
@@ -231,7 +232,7 @@ def test_materialize_argument_errors() -> None:
 def test_materialize_does_not_leave_torch_patched() -> None:
     ft.materialize_(meta_zoo(), seed=0)
     assert not ft.is_patched()
-    assert nn.init.kaiming_uniform_ is ft._ORIGINALS["kaiming_uniform_"]
+    assert nn.init.kaiming_uniform_ is _target.ORIGINALS["kaiming_uniform_"]
 
 
 # ------------------------------------------------------------------------------ apply_

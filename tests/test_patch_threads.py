@@ -15,12 +15,12 @@ nn = torch.nn
 
 import fastinit  # noqa: E402
 import fastinit.torch as ft  # noqa: E402
-from fastinit import _integrations  # noqa: E402
+from fastinit.torch import _integrations, _target  # noqa: E402
 
 
 def seeds_after(seed: int, count: int) -> list[int]:
     torch.manual_seed(seed)
-    return [ft._draw_seed(None) for _ in range(count)]
+    return [_target.draw_seed(None) for _ in range(count)]
 
 
 def linear_routed(lin: nn.Linear, seed: int) -> bool:

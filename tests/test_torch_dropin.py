@@ -22,12 +22,13 @@ TI = torch.nn.init
 
 import fastinit  # noqa: E402
 import fastinit.torch as ft  # noqa: E402
+from fastinit.torch import _target  # noqa: E402
 
 P_MIN = 1e-4
 ALL = list(TI.__all__)
 DEPRECATED = [n for n in ALL if not n.endswith("_") and n != "calculate_gain"]
 FLOAT_DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
-ORIGINAL = dict(ft._ORIGINALS)
+ORIGINAL = dict(_target.ORIGINALS)
 
 
 def ks_p(t: Any, cdf: Any, *args: float) -> float:
@@ -38,7 +39,7 @@ def ks_p(t: Any, cdf: Any, *args: float) -> float:
 def seeds_after(seed: int, count: int) -> list[int]:
     """The 64-bit seeds the next `count` drop-in calls draw after torch.manual_seed(seed)."""
     torch.manual_seed(seed)
-    return [ft._draw_seed(None) for _ in range(count)]
+    return [_target.draw_seed(None) for _ in range(count)]
 
 
 # ------------------------------------------------------------------------------ API parity
@@ -352,7 +353,7 @@ NUMPY_LEVEL: dict[str, Callable[..., Any]] = {
 @pytest.mark.parametrize("name", sorted(NUMPY_LEVEL))
 def test_all_float_dtypes(dtype: Any, name: str) -> None:
     g = torch.Generator()
-    seed = ft._draw_seed(g.manual_seed(9))
+    seed = _target.draw_seed(g.manual_seed(9))
     got = SEEDED[name](torch.empty(33, 17, dtype=dtype), g.manual_seed(9))
     assert got.dtype == dtype
     if dtype == torch.float64:

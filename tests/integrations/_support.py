@@ -108,7 +108,7 @@ def import_timm() -> Any:
     """
     try:
         import torchvision  # noqa: F401
-    except Exception:  # noqa: BLE001 - any failure to import means: not usable here
+    except Exception:
         pass
     else:
         return require("timm")

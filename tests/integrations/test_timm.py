@@ -11,7 +11,7 @@ import torch
 from scipy import stats
 
 import fastinit.torch as ft
-from fastinit import _integrations
+from fastinit.torch import _integrations
 
 from ._support import P_MIN, assert_same_laws, counting, import_timm
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import fastinit.torch as ft
-from fastinit import _integrations
+from fastinit.torch import _integrations, _target
 
 from ._support import assert_same_laws, assert_ties_as, counting, require
 
@@ -38,7 +38,7 @@ def default_model() -> torch.nn.Module:
 def assert_nothing_patched() -> None:
     assert not ft.is_patched()
     assert _integrations.installed_functions() == []
-    assert torch.nn.init.trunc_normal_.__code__ is ft._ORIGINALS["trunc_normal_"].__code__
+    assert torch.nn.init.trunc_normal_.__code__ is _target.ORIGINALS["trunc_normal_"].__code__
 
 
 @pytest.fixture(scope="module")

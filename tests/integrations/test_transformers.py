@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import fastinit.torch as ft
-from fastinit import _integrations
+from fastinit.torch import _integrations, _target
 
 from ._support import assert_same_laws, assert_ties_as, counting, require
 
@@ -56,7 +56,7 @@ def assert_nothing_patched() -> None:
     assert _integrations.installed_functions() == []
     for name, fn in transformers.initialization.TORCH_INIT_FUNCTIONS.items():
         assert fn is getattr(torch.nn.init, name)
-        assert fn.__code__ is ft._ORIGINALS[name].__code__ is not None
+        assert fn.__code__ is _target.ORIGINALS[name].__code__ is not None
 
 
 @pytest.mark.parametrize("name", ["llama", "llama-tied", "bert"])
@@ -107,8 +107,8 @@ def test_importing_transformers_inside_patched_leaks_nothing() -> None:
     code = textwrap.dedent(
         """
         import torch, fastinit.torch as ft
-        codes = {n: getattr(torch.nn.init, n).__code__ for n in dir(torch.nn.init)
-                 if callable(getattr(torch.nn.init, n)) and hasattr(getattr(torch.nn.init, n), "__code__")}
+        init = torch.nn.init
+        codes = {n: getattr(init, n).__code__ for n in init.__all__}
         with ft.patched():
             import transformers.initialization as hf
             assert hf.TORCH_INIT_FUNCTIONS["normal_"].__code__ is not codes["normal_"]
@@ -116,8 +116,10 @@ def test_importing_transformers_inside_patched_leaks_nothing() -> None:
             assert fn is getattr(torch.nn.init, name), name
             assert fn.__code__ is codes[name], name
         assert "_fastinit_route_" not in vars(torch.nn.init)
-        import fastinit._integrations as i
-        assert i.installed_functions() == [] and not any(type(f).__name__ == "_Finder" for f in __import__("sys").meta_path)
+        import fastinit.torch._integrations as i
+        import sys
+        assert i.installed_functions() == []
+        assert not any(type(f).__name__ == "_Finder" for f in sys.meta_path)
         print("clean")
         """
     )

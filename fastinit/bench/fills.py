@@ -20,8 +20,8 @@ time is scaled to the full size; the table marks such times with ``~`` and its h
 so. ``--torch-numel 0`` times it on the whole buffer instead.
 
 The optional sections ``--model`` and ``--orthogonal`` are run by
-``fastinit._bench_model.run_model_bench`` and
-``fastinit._bench_orthogonal.run_orthogonal_bench``; see :func:`run_section` for the
+``fastinit.bench.models.run_model_bench`` and
+``fastinit.bench.orthogonal.run_orthogonal_bench``; see :func:`run_section` for the
 contract they follow.
 """
 
@@ -96,8 +96,8 @@ FILL_VALUE = 0.5
 
 _DTYPE_NAMES = ("float32", "bfloat16", "float16", "float64")
 _SECTIONS = {
-    "model": ("fastinit._bench_model", "run_model_bench", "issue 4"),
-    "orthogonal": ("fastinit._bench_orthogonal", "run_orthogonal_bench", "issue 5"),
+    "model": ("fastinit.bench.models", "run_model_bench", "issue 4"),
+    "orthogonal": ("fastinit.bench.orthogonal", "run_orthogonal_bench", "issue 5"),
 }
 
 
@@ -1248,8 +1248,8 @@ def write_plot(report: BenchReport, path: str) -> None:
 def run_section(name: str, kwargs: dict[str, Any], out: IO[str]) -> tuple[bool, Any]:
     """Run the ``--model`` or ``--orthogonal`` section if this fastinit has it.
 
-    The runner is ``run_model_bench`` in ``fastinit._bench_model`` or
-    ``run_orthogonal_bench`` in ``fastinit._bench_orthogonal``. It is called with the
+    The runner is ``run_model_bench`` in ``fastinit.bench.models`` or
+    ``run_orthogonal_bench`` in ``fastinit.bench.orthogonal``. It is called with the
     keywords it accepts among ``dtypes`` (list of str), ``threads`` (int), ``repeat``
     (int; only when ``--repeat`` was given, so that the runner keeps its own default),
     ``progress`` (bool), ``shapes`` (list of (label, shape), or None for its own defaults)

@@ -1,639 +1,25 @@
-"""``fastinit.torch``: a drop-in for ``torch.nn.init``, patching, and model materialization.
-
-Every name of the installed ``torch.nn.init.__all__`` is here with torch's exact signature,
-argument checks, exception types and messages, and warnings. Floating-point tensors
-(float32, float64, float16, bfloat16) on the CPU -- and on CUDA when fastinit was built with
-its CUDA module -- are filled by fastinit's native kernels; anything else (integer or complex
-tensors, meta tensors, other devices, tensor subclasses, code being traced by
-``torch.compile``) goes to torch's own implementation, so a call never fails where torch's
-would have worked.
-
-Seeds: each call draws one 64-bit seed from ``generator`` or, when it is None, from torch's
-default CPU generator (``torch.randint(-2**63, 2**63 - 1, (), generator=...)``), and fills the
-tensor with ``seed=<that int>`` (key = the seed, stream 0). So ``torch.manual_seed(s)`` makes a
-program reproducible exactly as it was with ``torch.nn.init`` (with other values), and
-``generator=torch.Generator().manual_seed(s)`` gives the same values as the default generator
-seeded with ``s``. One call consumes one draw, whatever the tensor's size.
-
-The values of a native fill depend on the tensor's logical positions only, so a
-``channels_last`` or transposed tensor gets the values of its contiguous counterpart.
-
-DTensors (tensor parallel, FSDP2) go to ``fastinit._dtensor``: each rank fills its own
-shards with the values the unsharded tensor has there (see docs/sharded.md).
-"""
+"""Model-level initialization: :func:`materialize_` (meta -> real, seeded per qualified name)
+and :func:`apply_` (rules to modules and parameters)."""
 
 from __future__ import annotations
 
 import contextlib
 import fnmatch
-import functools
 import hashlib
 import inspect
 import math
-import sys
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Literal, TypeVar
+from typing import Any
 
 import torch
-import torch.nn.init as _torch_init
 from torch import Tensor, nn
 
-import fastinit as _fastinit
-
-from . import _dtensor, _fills, _integrations, _schemes
-
-__all__ = [
-    "apply_",
-    "calculate_gain",
-    "constant",
-    "constant_",
-    "dirac",
-    "dirac_",
-    "empty_init",
-    "eye",
-    "eye_",
-    "is_patched",
-    "kaiming_normal",
-    "kaiming_normal_",
-    "kaiming_uniform",
-    "kaiming_uniform_",
-    "materialize_",
-    "normal",
-    "normal_",
-    "ones_",
-    "orthogonal",
-    "orthogonal_",
-    "patch",
-    "patched",
-    "sparse",
-    "sparse_",
-    "trunc_normal_",
-    "uniform",
-    "uniform_",
-    "unpatch",
-    "xavier_normal",
-    "xavier_normal_",
-    "xavier_uniform",
-    "xavier_uniform_",
-    "zeros_",
-]
-
-_NonlinearityType = Literal[
-    "linear",
-    "conv1d",
-    "conv2d",
-    "conv3d",
-    "conv_transpose1d",
-    "conv_transpose2d",
-    "conv_transpose3d",
-    "sigmoid",
-    "tanh",
-    "relu",
-    "leaky_relu",
-    "selu",
-]
-_FanMode = Literal["fan_in", "fan_out"]
-_T = TypeVar("_T")
-
-#: torch.nn.init's own functions, captured when fastinit.torch was first imported.
-_ORIGINALS: dict[str, Callable[..., Any]] = {
-    name: getattr(_torch_init, name) for name in _torch_init.__all__
-}
-_NATIVE_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
-_U64 = (1 << 64) - 1
-
-# --------------------------------------------------------------------------------------------
-# dispatch helpers
-# --------------------------------------------------------------------------------------------
-
-
-@functools.cache
-def _cuda_native() -> bool:
-    """Whether fastinit's CUDA module is built and sees a GPU (asked once)."""
-    from ._config import config
-
-    return bool(config()["cuda"].get("available", False))
-
-
-def _is_native(tensor: Tensor) -> bool:
-    """True when fastinit's kernels fill ``tensor``; False sends it to torch's implementation."""
-    if tensor.dtype not in _NATIVE_DTYPES:
-        return False
-    if type(tensor) is not Tensor and type(tensor) is not nn.Parameter:
-        return False
-    device = tensor.device.type
-    if device != "cpu" and not (device == "cuda" and _cuda_native()):
-        return False
-    if tensor.is_neg() or torch.compiler.is_compiling():
-        return False
-    return True
-
-
-def _draw_seed(generator: torch.Generator | None) -> int:
-    """One 64-bit seed from ``generator``, or from torch's default CPU generator when None.
-
-    Inside :func:`materialize_` "None" means the generator it set for this thread.
-    """
-    if generator is None:
-        generator = _integrations.thread_generator("cpu")
-    if generator is None:
-        value = torch.randint(-(1 << 63), (1 << 63) - 1, (), dtype=torch.int64, device="cpu")
-    else:
-        value = torch.randint(
-            -(1 << 63),
-            (1 << 63) - 1,
-            (),
-            dtype=torch.int64,
-            device=generator.device,
-            generator=generator,
-        )
-    return int(value.item()) & _U64
-
-
-def _written(tensor: Tensor) -> Tensor:
-    # A native fill writes through DLPack, behind autograd's back: bump the version counter
-    # as an in-place torch op would, so a stale saved tensor is still detected.
-    with contextlib.suppress(RuntimeError):
-        torch.autograd.graph.increment_version(tensor)
-    return tensor
-
-
-def _uniform(tensor: Tensor, a: float, b: float, generator: torch.Generator | None) -> Tensor:
-    if not _is_native(tensor):
-        with torch.no_grad():
-            return tensor.uniform_(a, b, generator=generator)
-    _fills.uniform_(tensor.detach(), a, b, seed=_draw_seed(generator))
-    return _written(tensor)
-
-
-def _normal(tensor: Tensor, mean: float, std: float, generator: torch.Generator | None) -> Tensor:
-    if not _is_native(tensor):
-        with torch.no_grad():
-            return tensor.normal_(mean, std, generator=generator)
-    _fills.normal_(tensor.detach(), mean, std, seed=_draw_seed(generator))
-    return _written(tensor)
-
-
-def _fan_in_and_fan_out(tensor: Tensor) -> tuple[int, int]:
-    return _schemes.compute_fans(tuple(tensor.shape), layout="torch")
-
-
-# --------------------------------------------------------------------------------------------
-# the drop-in functions (same order of checks as torch.nn.init)
-# --------------------------------------------------------------------------------------------
-
-
-def calculate_gain(nonlinearity: _NonlinearityType, param: int | float | None = None) -> float:
-    """Return the recommended gain value for the given nonlinearity (as ``torch.nn.init``).
-
-    See :func:`fastinit.calculate_gain`.
-    """
-    return _schemes.calculate_gain(nonlinearity, param)
-
-
-def uniform_(
-    tensor: Tensor,
-    a: float = 0.0,
-    b: float = 1.0,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """Fill ``tensor`` with values drawn from U(a, b); drop-in for ``torch.nn.init.uniform_``.
-
-    Parameters
-    ----------
-    tensor : torch.Tensor
-        An n-dimensional tensor.
-    a, b : float
-        Lower and upper bound.
-    generator : torch.Generator, optional
-        Source of the 64-bit seed (default: torch's default generator).
-
-    Returns
-    -------
-    torch.Tensor
-        ``tensor``.
-    """
-    if _dtensor.is_dtensor(tensor):
-        return _dtensor.uniform_(tensor, a, b, generator)
-    if torch.overrides.has_torch_function_variadic(tensor):
-        return torch.overrides.handle_torch_function(
-            uniform_, (tensor,), tensor=tensor, a=a, b=b, generator=generator
-        )
-    return _uniform(tensor, a, b, generator)
-
-
-def normal_(
-    tensor: Tensor,
-    mean: float = 0.0,
-    std: float = 1.0,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """Fill ``tensor`` from N(mean, std²); drop-in for ``torch.nn.init.normal_``.
-
-    Parameters
-    ----------
-    tensor : torch.Tensor
-        An n-dimensional tensor.
-    mean, std : float
-        Mean and standard deviation.
-    generator : torch.Generator, optional
-        Source of the 64-bit seed (default: torch's default generator).
-
-    Returns
-    -------
-    torch.Tensor
-        ``tensor``.
-    """
-    if _dtensor.is_dtensor(tensor):
-        return _dtensor.normal_(tensor, mean, std, generator)
-    if torch.overrides.has_torch_function_variadic(tensor):
-        return torch.overrides.handle_torch_function(
-            normal_, (tensor,), tensor=tensor, mean=mean, std=std, generator=generator
-        )
-    return _normal(tensor, mean, std, generator)
-
-
-def trunc_normal_(
-    tensor: Tensor,
-    mean: float = 0.0,
-    std: float = 1.0,
-    a: float = -2.0,
-    b: float = 2.0,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """Fill ``tensor`` from N(mean, std²) truncated to [a, b] (absolute bounds, torch semantics).
-
-    Drop-in for ``torch.nn.init.trunc_normal_``. The native path uses an exact inverse CDF, so
-    the distribution is right even far from the mean; torch's warning for a mean more than 2
-    std outside [a, b] is still issued, for parity.
-
-    Returns
-    -------
-    torch.Tensor
-        ``tensor``.
-    """
-    if _dtensor.is_dtensor(tensor):
-        return _dtensor.trunc_normal_(tensor, mean, std, a, b, generator)
-    if tensor.is_meta:
-        return tensor
-    if not _is_native(tensor):
-        return _ORIGINALS["trunc_normal_"](tensor, mean, std, a, b, generator=generator)
-    if (mean < a - 2 * std) or (mean > b + 2 * std):
-        warnings.warn(
-            "mean is more than 2 std from [a, b] in nn.init.trunc_normal_. "
-            "The distribution of values may be incorrect.",
-            stacklevel=2,
-        )
-    _fills.trunc_normal_(tensor.detach(), mean, std, a, b, seed=_draw_seed(generator))
-    return _written(tensor)
-
-
-def constant_(tensor: Tensor, val: float) -> Tensor:
-    """Fill ``tensor`` with ``val``; drop-in for ``torch.nn.init.constant_``."""
-    if _dtensor.is_dtensor(tensor):
-        return _dtensor.constant_(tensor, val)
-    if torch.overrides.has_torch_function_variadic(tensor):
-        return torch.overrides.handle_torch_function(constant_, (tensor,), tensor=tensor, val=val)
-    if not _is_native(tensor):
-        with torch.no_grad():
-            return tensor.fill_(val)
-    _fills.constant_(tensor.detach(), val)
-    return _written(tensor)
-
-
-def ones_(tensor: Tensor) -> Tensor:
-    """Fill ``tensor`` with 1; drop-in for ``torch.nn.init.ones_``."""
-    if _dtensor.is_dtensor(tensor):
-        return _dtensor.ones_(tensor)
-    if not _is_native(tensor):
-        with torch.no_grad():
-            return tensor.fill_(1.0)
-    _fills.ones_(tensor.detach())
-    return _written(tensor)
-
-
-def zeros_(tensor: Tensor) -> Tensor:
-    """Fill ``tensor`` with 0; drop-in for ``torch.nn.init.zeros_``."""
-    if _dtensor.is_dtensor(tensor):
-        return _dtensor.zeros_(tensor)
-    if not _is_native(tensor):
-        with torch.no_grad():
-            return tensor.zero_()
-    _fills.zeros_(tensor.detach())
-    return _written(tensor)
-
-
-def eye_(tensor: Tensor) -> Tensor:
-    """Fill the 2-D ``tensor`` with the identity matrix; drop-in for ``torch.nn.init.eye_``.
-
-    Raises
-    ------
-    ValueError
-        "Only tensors with 2 dimensions are supported".
-    """
-    if _dtensor.is_dtensor(tensor):
-        return _dtensor.eye_(tensor)
-    if tensor.ndimension() != 2:
-        raise ValueError("Only tensors with 2 dimensions are supported")
-    if not _is_native(tensor):
-        return _ORIGINALS["eye_"](tensor)
-    _schemes.eye_(tensor.detach())
-    return _written(tensor)
-
-
-def dirac_(tensor: Tensor, groups: int = 1) -> Tensor:
-    """Fill the {3, 4, 5}-D ``tensor`` with the Dirac delta; drop-in for ``torch.nn.init.dirac_``.
-
-    Raises
-    ------
-    ValueError
-        torch's messages for the wrong number of dimensions or dim 0 not divisible by groups.
-    """
-    if _dtensor.is_dtensor(tensor):
-        return _dtensor.dirac_(tensor, groups)
-    dimensions = tensor.ndimension()
-    if dimensions not in [3, 4, 5]:
-        raise ValueError("Only tensors with 3, 4, or 5 dimensions are supported")
-    if tensor.size(0) % groups != 0:
-        raise ValueError("dim 0 must be divisible by groups")
-    if tensor.is_meta:
-        return tensor
-    if not _is_native(tensor):
-        return _ORIGINALS["dirac_"](tensor, groups)
-    _schemes.dirac_(tensor.detach(), groups)
-    return _written(tensor)
-
-
-def xavier_uniform_(
-    tensor: Tensor,
-    gain: float = 1.0,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """Glorot uniform: U(-b, b), ``b = gain * sqrt(6 / (fan_in + fan_out))``.
-
-    Drop-in for ``torch.nn.init.xavier_uniform_`` (same bound, bit for bit).
-    """
-    if _dtensor.is_dtensor(tensor):
-        return _dtensor.xavier_uniform_(tensor, gain, generator)
-    fan_in, fan_out = _fan_in_and_fan_out(tensor)
-    std = _schemes.xavier_std(fan_in, fan_out, gain)
-    a = _schemes.uniform_bound(std)
-    return _uniform(tensor, -a, a, generator)
-
-
-def xavier_normal_(
-    tensor: Tensor,
-    gain: float = 1.0,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """Glorot normal: N(0, std²), ``std = gain * sqrt(2 / (fan_in + fan_out))``.
-
-    Drop-in for ``torch.nn.init.xavier_normal_``.
-    """
-    if _dtensor.is_dtensor(tensor):
-        return _dtensor.xavier_normal_(tensor, gain, generator)
-    fan_in, fan_out = _fan_in_and_fan_out(tensor)
-    std = _schemes.xavier_std(fan_in, fan_out, gain)
-    return _normal(tensor, 0.0, std, generator)
-
-
-def _kaiming_std(tensor: Tensor, a: float, mode: str, nonlinearity: str) -> float:
-    return _schemes.kaiming_fan_std(tuple(tensor.shape), a, mode, nonlinearity, layout="torch")
-
-
-def kaiming_uniform_(
-    tensor: Tensor,
-    a: float = 0,
-    mode: _FanMode = "fan_in",
-    nonlinearity: _NonlinearityType = "leaky_relu",
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """He uniform: U(-b, b), ``b = gain * sqrt(3 / fan_mode)``.
-
-    Drop-in for ``torch.nn.init.kaiming_uniform_``, including its warning for zero-element
-    tensors. ``nn.Linear``/``nn.Conv*`` call it with ``a=math.sqrt(5)``.
-    """
-    if _dtensor.is_dtensor(tensor):
-        return _dtensor.kaiming_uniform_(tensor, a, mode, nonlinearity, generator)
-    if torch.overrides.has_torch_function_variadic(tensor):
-        return torch.overrides.handle_torch_function(
-            kaiming_uniform_,
-            (tensor,),
-            tensor=tensor,
-            a=a,
-            mode=mode,
-            nonlinearity=nonlinearity,
-            generator=generator,
-        )
-    if 0 in tensor.shape:
-        warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=2)
-        return tensor
-    bound = _schemes.uniform_bound(_kaiming_std(tensor, a, mode, nonlinearity))
-    return _uniform(tensor, -bound, bound, generator)
-
-
-def kaiming_normal_(
-    tensor: Tensor,
-    a: float = 0,
-    mode: _FanMode = "fan_in",
-    nonlinearity: _NonlinearityType = "leaky_relu",
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """He normal: N(0, std²), ``std = gain / sqrt(fan_mode)``.
-
-    Drop-in for ``torch.nn.init.kaiming_normal_``, including its zero-element warning.
-    """
-    if _dtensor.is_dtensor(tensor):
-        return _dtensor.kaiming_normal_(tensor, a, mode, nonlinearity, generator)
-    if 0 in tensor.shape:
-        warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=2)
-        return tensor
-    std = _kaiming_std(tensor, a, mode, nonlinearity)
-    return _normal(tensor, 0, std, generator)
-
-
-def orthogonal_(
-    tensor: Tensor,
-    gain: float = 1,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """Fill ``tensor`` with a (semi-)orthogonal matrix; drop-in for ``torch.nn.init.orthogonal_``.
-
-    Uses ``fastinit.orthogonal_`` (Householder reflections from the Philox stream) when the
-    installed fastinit provides it; otherwise torch's QR-based algorithm, with the same
-    ``generator``.
-    """
-    if _dtensor.is_dtensor(tensor):
-        return _dtensor.orthogonal_(tensor, gain, generator)
-    if tensor.ndimension() < 2:
-        raise ValueError("Only tensors with 2 or more dimensions are supported")
-    if tensor.numel() == 0 or tensor.is_meta:
-        return tensor
-    native = getattr(_fastinit, "orthogonal_", None)
-    if native is None or not _is_native(tensor):
-        return _ORIGINALS["orthogonal_"](tensor, gain, generator)
-    native(tensor.detach(), gain, seed=_draw_seed(generator))
-    return _written(tensor)
-
-
-def sparse_(
-    tensor: Tensor,
-    sparsity: float,
-    std: float = 0.01,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """Fill the 2-D ``tensor`` as a sparse matrix; drop-in for ``torch.nn.init.sparse_``.
-
-    Each column gets ``ceil(sparsity * rows)`` zeros at random rows, the rest N(0, std²).
-    Unlike torch (whose zero rows come from ``torch.randperm`` on the default generator even
-    when ``generator`` is given), values and pattern both follow ``generator``: see
-    :func:`fastinit.sparse_` for the stream derivation. ``sparsity`` outside [0, 1] raises
-    ValueError.
-    """
-    if _dtensor.is_dtensor(tensor):
-        return _dtensor.sparse_(tensor, sparsity, std, generator)
-    if tensor.ndimension() != 2:
-        raise ValueError("Only tensors with 2 dimensions are supported")
-    if tensor.is_meta:
-        return tensor
-    if not _is_native(tensor):
-        return _ORIGINALS["sparse_"](tensor, sparsity, std, generator)
-    _schemes.sparse_(tensor.detach(), sparsity, std, seed=_draw_seed(generator))
-    return _written(tensor)
-
-
-def _make_deprecate(meth: Callable[..., _T]) -> Callable[..., _T]:
-    new_name = meth.__name__
-    old_name = new_name[:-1]
-
-    def deprecated_init(*args: Any, **kwargs: Any) -> _T:
-        warnings.warn(
-            f"`nn.init.{old_name}` is now deprecated in favor of `nn.init.{new_name}`.",
-            FutureWarning,
-            stacklevel=2,
-        )
-        return meth(*args, **kwargs)
-
-    deprecated_init.__doc__ = f"""
-    {old_name}(...)
-
-    .. warning::
-        Deprecated in favor of :func:`fastinit.torch.{new_name}` (as in torch).
-    """
-    deprecated_init.__name__ = old_name
-    deprecated_init.__qualname__ = old_name
-    return deprecated_init
-
-
-uniform = _make_deprecate(uniform_)
-normal = _make_deprecate(normal_)
-constant = _make_deprecate(constant_)
-eye = _make_deprecate(eye_)
-dirac = _make_deprecate(dirac_)
-xavier_uniform = _make_deprecate(xavier_uniform_)
-xavier_normal = _make_deprecate(xavier_normal_)
-kaiming_uniform = _make_deprecate(kaiming_uniform_)
-kaiming_normal = _make_deprecate(kaiming_normal_)
-orthogonal = _make_deprecate(orthogonal_)
-sparse = _make_deprecate(sparse_)
-
-# --------------------------------------------------------------------------------------------
-# patching torch.nn.init
-# --------------------------------------------------------------------------------------------
-
-
-def _drop_ins() -> dict[str, Callable[..., Any]]:
-    this = sys.modules[__name__]
-    return {name: getattr(this, name) for name in _ORIGINALS if name.endswith("_")}
-
-
-def is_patched() -> bool:
-    """Whether init calls on the calling thread go to fastinit now.
-
-    True inside :func:`patched` on this thread, and on every thread between :func:`patch`
-    and :func:`unpatch`.
-    """
-    return _integrations.is_active()
-
-
-def patch() -> None:
-    """Route ``torch.nn.init`` (and the registry's third-party init functions) to fastinit,
-    on every thread, until :func:`unpatch`.
-
-    No binding is replaced: the functions keep their identity and get routing code (see
-    ``fastinit._integrations``), so every holder of them -- ``from torch.nn.init import
-    xavier_uniform_``, transformers' ``TORCH_INIT_FUNCTIONS``, torchtitan's partials, timm's
-    helpers -- initializes through fastinit, and nothing keeps fastinit's functions after
-    :func:`unpatch`. Tensor methods (``w.normal_()``) are routed only inside
-    :func:`patched`. Calling it while already patched does nothing. Thread-safe.
-    """
-    _integrations.enable_global(_drop_ins())
-
-
-def unpatch() -> None:
-    """Undo :func:`patch`. Threads inside :func:`patched` stay patched until they leave it.
-
-    Calling it while not patched does nothing.
-    """
-    _integrations.disable_global()
-
-
-@contextlib.contextmanager
-def patched() -> Iterator[None]:
-    """Context manager: route init calls made *on this thread* to fastinit.
-
-    Inside it, ``torch.nn.init``'s functions (however a library holds them), the registry's
-    third-party init functions (timm's ``trunc_normal_``, ``trunc_normal_tf_``,
-    ``lecun_normal_``, ``variance_scaling_``) and the tensor methods ``normal_``,
-    ``uniform_``, ``fill_`` and ``zero_`` on tensors fastinit fills natively all run
-    through fastinit, with the law the calling code asks for. Everything it touched is
-    restored on exit, whatever was imported meanwhile.
-
-    Thread scope: per thread. Other threads (and threads started inside the block) keep
-    torch's behaviour; one thread leaving its ``patched()`` never affects another's.
-
-    Examples
-    --------
-    >>> import torch, fastinit.torch
-    >>> with fastinit.torch.patched():
-    ...     layer = torch.nn.Linear(4096, 4096)  # reset_parameters runs through fastinit
-    """
-    _integrations.enter(_drop_ins())
-    try:
-        yield
-    finally:
-        _integrations.leave()
-
-
-@contextlib.contextmanager
-def empty_init() -> Iterator[None]:
-    """Build a model fast: its weights on the meta device, everything small real.
-
-    accelerate's ``init_empty_weights(include_buffers=False)`` convention, for
-    :func:`materialize_`: on this thread, every parameter of two or more dimensions
-    registered inside the block goes to the meta device (nothing is written to it), while
-    buffers (RoPE frequencies, position ids, masks) and parameters of fewer than two
-    dimensions (biases, norm and layer scales, which some models compute in ``__init__``
-    only, as timm's ``gamma = init_value * ones(dim)``) are real, initialized through
-    fastinit (the block is also :func:`patched`). Then :func:`materialize_` allocates the
-    weights and runs the model's own initializer on them, keeping the real tensors.
-
-    Thread scope: per thread; other threads build normally.
-
-    Examples
-    --------
-    >>> with fastinit.torch.empty_init():
-    ...     model = AutoModelForCausalLM.from_config(cfg)
-    >>> fastinit.torch.materialize_(model, seed=0)
-    """
-    with _integrations.parameters_on_meta(), patched():
-        yield
-
-
-# --------------------------------------------------------------------------------------------
-# materialize_ and apply_
-# --------------------------------------------------------------------------------------------
+from .._stream import wrap_u64
+from . import _dtensor, _integrations, _nn_init, _patch
+from ._target import ORIGINALS, draw_seed, warn_outside
+
+__all__ = ["apply_", "empty_init", "materialize_", "materialize_sharded_"]
 
 
 def _derive_seed(base: int, name: str) -> int:
@@ -642,16 +28,16 @@ def _derive_seed(base: int, name: str) -> int:
     ``blake2b(f"{base}/{name}", digest_size=8)`` read little-endian: the values a module gets
     depend on (base seed, its qualified name) only, not on the order modules are visited.
     """
-    digest = hashlib.blake2b(f"{base & _U64}/{name}".encode(), digest_size=8).digest()
+    digest = hashlib.blake2b(f"{wrap_u64(base)}/{name}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little")
 
 
 def _base_seed(seed: int | None) -> int:
     if seed is None:
-        return _draw_seed(None)
+        return draw_seed(None)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
-    return seed & _U64
+    return wrap_u64(seed)
 
 
 @contextlib.contextmanager
@@ -717,12 +103,12 @@ def _apply_default_rule(name: str, tensor: Tensor, is_buffer: bool) -> str:
     rule = _default_rule(name, tensor, is_buffer)
     if rule == "kaiming_uniform_":
         if tensor.numel() > 0:
-            kaiming_uniform_(tensor, a=math.sqrt(5))
+            _nn_init.kaiming_uniform_(tensor, a=math.sqrt(5))
         return "kaiming_uniform_(a=sqrt(5))"
     if rule == "ones_":
-        ones_(tensor)
+        _nn_init.ones_(tensor)
     else:
-        zeros_(tensor)
+        _nn_init.zeros_(tensor)
     return rule
 
 
@@ -745,6 +131,32 @@ def _require_tqdm() -> Any:
     return tqdm
 
 
+@contextlib.contextmanager
+def empty_init() -> Iterator[None]:
+    """Build a model fast: its weights on the meta device, everything small real.
+
+    accelerate's ``init_empty_weights(include_buffers=False)`` convention, for
+    :func:`materialize_`: on this thread, every parameter of two or more dimensions
+    registered inside the block goes to the meta device (nothing is written to it), while
+    buffers (RoPE frequencies, position ids, masks) and parameters of fewer than two
+    dimensions (biases, norm and layer scales, which some models compute in ``__init__``
+    only, as timm's ``gamma = init_value * ones(dim)``) are real, initialized through
+    fastinit (the block is also :func:`fastinit.torch.patched`). Then :func:`materialize_`
+    allocates the weights and runs the model's own initializer on them, keeping the real
+    tensors.
+
+    Thread scope: per thread; other threads build normally.
+
+    Examples
+    --------
+    >>> with fastinit.torch.empty_init():
+    ...     model = AutoModelForCausalLM.from_config(cfg)
+    >>> fastinit.torch.materialize_(model, seed=0)
+    """
+    with _integrations.parameters_on_meta(), _patch.patched():
+        yield
+
+
 def materialize_(
     module: nn.Module,
     device: torch.device | str = "cpu",
@@ -756,7 +168,7 @@ def materialize_(
 
     Everything runs under :func:`patched`, so every rule below initializes through fastinit.
 
-    1. **The model's own initializer**, when it has one (``fastinit._integrations.
+    1. **The model's own initializer**, when it has one (``fastinit.torch._integrations.
        MODEL_INITIALIZERS``): transformers ``PreTrainedModel.init_weights()`` (each module's
        ``_init_weights``, ``_is_hf_initialized`` honoured, then the ties), torchtitan
        ``init_states(buffer_device=device)`` (or ``init_weights(buffer_device=)``), timm
@@ -785,7 +197,7 @@ def materialize_(
     ``blake2b(f"{seed}/")``, and step 2 resets module ``q`` with one seeded to
     ``blake2b(f"{seed}/{q}")``: fastinit's seeds and the random torch calls that get no
     ``generator=`` (``Tensor.normal_``, ``torch.randperm``, ...; see
-    ``fastinit._integrations``) draw from it instead of torch's global generator. So the
+    ``fastinit.torch._integrations``) draw from it instead of torch's global generator. So the
     values depend on (seed, names) only, torch's global RNG state is neither read nor
     changed, and concurrent calls on several threads give the serial result.
 
@@ -813,13 +225,13 @@ def materialize_(
     if dtype is not None and not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype}")
     if any(_dtensor.is_dtensor(t) for t in (*module.parameters(), *module.buffers())):
-        # FSDP2 / tensor-parallel models: every rank fills its own shards (fastinit._dtensor).
+        # FSDP2 / tensor-parallel models: every rank fills its own shards (fastinit.torch._dtensor).
         if dtype is not None:
             raise TypeError(
                 "materialize_: dtype= is not supported for a model with DTensor parameters; "
                 "choose the dtype before sharding (or use FSDP2's MixedPrecisionPolicy)"
             )
-        return _dtensor.materialize_sharded_(module, device, seed)
+        return materialize_sharded_(module, device, seed)
     device = torch.device(device)
     tqdm = _require_tqdm() if progress else None
     base = _base_seed(seed)
@@ -923,7 +335,7 @@ def _materialize_walk(
                     kept.append((mod, key, is_buffer, t))
     uncovered: list[str] = []
     try:
-        with patched():
+        with _patch.patched():
             if entry is not None:
                 # The model's own initializer over the whole model, its random calls drawing
                 # from a generator of this call (not torch's global one). The tensors that
@@ -996,12 +408,10 @@ def _materialize_walk(
         if bar is not None:
             bar.close()
     if uncovered:
-        warnings.warn(
+        warn_outside(
             "materialize_: no reset_parameters covers the non-floating parameter(s) "
             + ", ".join(uncovered)
-            + "; they were zero-filled",
-            UserWarning,
-            stacklevel=3,
+            + "; they were zero-filled"
         )
 
 
@@ -1023,12 +433,12 @@ def _resolve_scheme(scheme: Scheme) -> tuple[str | Callable[..., Any], dict[str,
             raise TypeError("the 'default' scheme takes no keyword arguments")
         return "default", {}, "default"
     if isinstance(scheme, str):
-        if scheme not in _ORIGINALS or not scheme.endswith("_") or scheme == "calculate_gain":
-            valid = sorted(n for n in _ORIGINALS if n.endswith("_"))
+        if scheme not in ORIGINALS or not scheme.endswith("_") or scheme == "calculate_gain":
+            valid = sorted(n for n in ORIGINALS if n.endswith("_"))
             raise ValueError(
                 f"unknown scheme {scheme!r}; use 'default', one of {valid} or a callable"
             )
-        fn = getattr(sys.modules[__name__], scheme)
+        fn = getattr(_nn_init, scheme)
         name = scheme
     elif callable(scheme):
         fn, name = scheme, getattr(scheme, "__name__", repr(scheme))
@@ -1185,7 +595,7 @@ def apply_(
 
     # Dry run of named schemes on meta copies: torch's argument/shape errors before any write.
     for i, (_key, fn, kwargs, _desc) in enumerate(resolved):
-        if isinstance(fn, str) or getattr(fn, "__module__", None) != __name__:
+        if isinstance(fn, str) or getattr(fn, "__module__", None) != _nn_init.__name__:
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -1245,7 +655,7 @@ def _reset_unit(
     device = next((t.device for _, t, _ in _direct_tensors(unit)), torch.device("cpu"))
     if device.type == "meta":
         device = torch.device("cpu")
-    with _forked_rng(device) as seed_rng, patched():
+    with _forked_rng(device) as seed_rng, _patch.patched():
         for subname, mod in order:
             qual_mod = ".".join(n for n in (unit_name, subname) if n)
             seed_rng(_derive_seed(base, qual_mod))
@@ -1261,3 +671,139 @@ def _reset_unit(
                 reset()
         for t, saved in snapshot:
             t.copy_(saved)
+
+
+# --------------------------------------------------------------------------------------------
+# FSDP2 / DTensor models
+# --------------------------------------------------------------------------------------------
+
+
+def _local_or_self(t: Tensor) -> Tensor:
+    return t._local_tensor if _dtensor.is_dtensor(t) and hasattr(t, "_local_tensor") else t
+
+
+def _sharded_base_seed(seed: int | None, module: nn.Module) -> int:
+    """The base seed of :func:`materialize_sharded_`: ``seed``, or one drawn from torch's
+    default generator and broadcast from global rank 0 (one collective)."""
+    base = _base_seed(seed)
+    if seed is not None or not _dtensor.seed_sync_enabled():
+        return base
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return base
+    device_type = "cpu"
+    parameters: list[Any] = list(module.parameters())
+    for t in parameters:
+        if _dtensor.is_dtensor(t):
+            device_type = str(t.device_mesh.device_type)
+            break
+    signed = base - (1 << 64) if base >= 1 << 63 else base
+    buf = torch.tensor([signed], dtype=torch.int64, device=_dtensor.collective_device(device_type))
+    dist.broadcast(buf, src=0)
+    return wrap_u64(int(buf.item()))
+
+
+def materialize_sharded_(
+    module: nn.Module,
+    device: torch.device | str = "cpu",
+    seed: int | None = None,
+) -> nn.Module:
+    """Allocate and initialize a meta-device model whose parameters are DTensors (FSDP2
+    ``fully_shard``, tensor parallel), each rank filling only its own shards.
+
+    The values are those of ``fastinit.torch.materialize_`` on the unsharded model with the
+    same ``seed``: gathered (``full_tensor()``), every parameter is bit-identical for any
+    world size, mesh and placements.
+
+    Steps: ``module.to_empty(device=device)`` (FSDP2's own hook re-registers its sharded
+    parameters, padded as it needs them; values of tensors that were not on the meta device
+    are kept), then modules are visited children first and a module with meta tensors of its
+    own runs its ``reset_parameters`` (or ``_reset_parameters``) with torch's default
+    generator seeded to ``blake2b(f"{seed}/{qualified name}")`` and ``torch.nn.init`` routed
+    by :func:`routed`; modules without one get ``fastinit.torch.materialize_``'s fallback
+    rule. Tied tensors are initialized once.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Built on the meta device, then sharded (``fully_shard``, ``parallelize_module``).
+    device : torch.device or str, optional
+        Where the local shards go.
+    seed : int, optional
+        The base seed. None: drawn from torch's default generator and broadcast from global
+        rank 0 over the default process group (every rank must call this function); an int:
+        no communication at all.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``module``.
+    """
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+    device = torch.device(device)
+    base = _sharded_base_seed(seed, module)
+    order = _post_order(module)
+
+    def is_meta(t: Tensor) -> bool:
+        return bool(_local_or_self(t).is_meta)
+
+    meta_keys = {
+        (id(mod), key) for _, mod in order for key, t, _ in _direct_tensors(mod) if is_meta(t)
+    }
+    if not meta_keys:
+        return module
+    kept = [
+        (mod, key, is_buffer, t.detach().clone())
+        for _, mod in order
+        for key, t, is_buffer in _direct_tensors(mod)
+        if (id(mod), key) not in meta_keys
+    ]
+    module.to_empty(device=device)
+    with torch.no_grad():
+        for mod, key, is_buffer, saved in kept:
+            store = mod._buffers if is_buffer else mod._parameters
+            target = store[key]
+            if target is not None:
+                target.copy_(saved)
+
+    done: set[int] = set()
+    uncovered: list[str] = []
+    with torch.random.fork_rng(devices=[]), _patch.routed(), _dtensor.seed_sync(False):
+        for qualname, mod in order:
+            own = _direct_tensors(mod)
+            names = {k for k, t, _ in own if (id(mod), k) in meta_keys and id(t) not in done}
+            done.update(id(t) for k, t, _ in own if k in names)
+            if not names:
+                continue
+            torch.default_generator.manual_seed(_derive_seed(base, qualname))
+            reset = _reset_method(mod)
+            if reset is not None:
+                keep = [(t, t.detach().clone()) for k, t, _ in own if k not in names]
+                with torch.no_grad():
+                    reset()
+                    for t, saved in keep:
+                        t.copy_(saved)
+                continue
+            for key, t, is_buffer in own:
+                if key not in names:
+                    continue
+                rule = _default_rule(key, t, is_buffer)
+                if is_buffer or not t.is_floating_point():
+                    uncovered.append(f"{qualname}.{key}" if qualname else key)
+                impl = getattr(_nn_init, rule)
+                with torch.no_grad():
+                    if rule == "kaiming_uniform_":
+                        if t.numel() > 0:
+                            impl(t, a=math.sqrt(5))
+                    else:
+                        impl(t)
+    if uncovered:
+        warn_outside(
+            "materialize_sharded_: no reset_parameters covers "
+            + ", ".join(uncovered)
+            + "; they were zero-filled (buffers computed in __init__ cannot be recovered "
+            "from the meta device: recompute them after materialization)",
+        )
+    return module

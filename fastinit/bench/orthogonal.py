@@ -138,8 +138,7 @@ def run_orthogonal_bench(
     import torch
 
     import fastinit
-
-    from ._orthogonal import orthogonal_
+    from fastinit import orthogonal_
 
     out = out if out is not None else sys.stdout
     shapes = list(DEFAULT_SHAPES if shapes is None else shapes)
@@ -241,8 +240,9 @@ def _measure(
 def _format(
     rows: list[dict[str, Any]], notes: list[str], threads: int, torch: Any, fastinit: Any
 ) -> str:
-    from ._bench import machine_header
-    from ._orthogonal import blas_info
+    from fastinit._orthogonal import blas_info
+
+    from .fills import machine_header
 
     header = machine_header(fastinit, torch, threads)
     blas = blas_info()
