@@ -18,6 +18,10 @@ bool cpu_supports(const std::string& isa) {
            __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
            __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #endif
+#if defined(__aarch64__)
+  // AdvSIMD (NEON) is part of the aarch64 base architecture: every aarch64 CPU runs it.
+  if (isa == "neon") return true;
+#endif
   return false;
 }
 
@@ -27,6 +31,9 @@ KernelTable table_for(const std::string& isa) {
 #endif
 #if defined(FASTINIT_HAVE_AVX2)
   if (isa == "avx2") return kernel_table_avx2();
+#endif
+#if defined(FASTINIT_HAVE_NEON)
+  if (isa == "neon") return kernel_table_neon();
 #endif
   if (isa == "scalar") return kernel_table_scalar();
   throw std::invalid_argument("fastinit: kernel set '" + isa + "' is not compiled in");
@@ -67,6 +74,9 @@ std::vector<std::string> compiled_isas() {
 #endif
 #if defined(FASTINIT_HAVE_AVX512)
   v.emplace_back("avx512");
+#endif
+#if defined(FASTINIT_HAVE_NEON)
+  v.emplace_back("neon");
 #endif
   return v;
 }

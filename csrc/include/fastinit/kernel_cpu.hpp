@@ -8,13 +8,25 @@
 
 #if defined(__AVX2__) || defined(__AVX512F__)
 #include <immintrin.h>
+#define FASTINIT_X86_SIMD 1
+#endif
+// The Arm set: only in the translation unit built as the "neon" variant (the scalar variant is
+// compiled for aarch64 too, without these lanes).
+#if defined(__aarch64__) && defined(FASTINIT_ISA_NEON)
+#define FASTINIT_NEON_SIMD 1
 #endif
 
 #include "fastinit/block_values.hpp"
+#if defined(FASTINIT_X86_SIMD)
+#include "fastinit/lanes_avx2.hpp"
+#endif
 #include "fastinit/lanes_scalar.hpp"
 #include "fastinit/params.hpp"
 #include "fastinit/philox.hpp"
 #include "fastinit/transforms.hpp"
+#if defined(FASTINIT_NEON_SIMD)
+#include "fastinit/lanes_neon.hpp"
+#endif
 
 FASTINIT_KERNEL_NS_BEGIN
 
@@ -207,10 +219,18 @@ struct ScalarKernelLanes : ScalarLanes {
   static inline void store_fence() {}
 };
 
-#if defined(__AVX512F__)
+// CpuLanes: the float32 lanes of this translation unit; CpuLanesD: the native-width float64
+// lanes that a SIMD group's float64 work is split into.
+#if defined(FASTINIT_X86_SIMD) && FASTINIT_VEC_W == 16
 using CpuLanes = VecLanes;
-#elif defined(__AVX2__)
-using CpuLanes = VecLanes;
+using CpuLanesD = VecLanesD;
+#elif defined(FASTINIT_X86_SIMD)
+// AVX2: pairs of 256-bit vectors, 16 lanes per step like AVX-512 (see lanes_avx2.hpp).
+using CpuLanes = PairLanes<VecLanes>;
+using CpuLanesD = VecLanesD;
+#elif defined(FASTINIT_NEON_SIMD)
+using CpuLanes = NeonLanes;
+using CpuLanesD = NeonLanesD;
 #else
 using CpuLanes = ScalarKernelLanes;
 #endif
@@ -270,33 +290,47 @@ inline PReg p_pack(PReg a, PReg b) {
 }
 #endif
 
-// The ten round keys, computed once per call of the kernel.
+// The ten round keys, computed once per call of the kernel and kept broadcast to full
+// registers: the xors then read them as memory operands (AVX2 has no embedded broadcast), so
+// a round spends no instruction on its keys.
 struct KeySchedule {
-  uint32_t k[20];
+  PReg k[20];
   explicit KeySchedule(uint64_t key) {
     uint32_t k0 = static_cast<uint32_t>(key), k1 = static_cast<uint32_t>(key >> 32);
     for (int r = 0; r < 10; ++r) {
-      k[2 * r] = k0;
-      k[2 * r + 1] = k1;
+      k[2 * r] = p_set32(k0);
+      k[2 * r + 1] = p_set32(k1);
       k0 += kPhiloxW0;
       k1 += kPhiloxW1;
     }
   }
 };
 
-inline void philox_half(PReg& c0, PReg& c1, PReg& c2, PReg& c3, const KeySchedule& ks) {
+// Ten rounds on both halves of a group at once. One round of one half is a dependency chain
+// of multiply (3-4 cycles), shuffle and xor, about 6 cycles; a half alone keeps only two such
+// chains in flight (GCC emitted the halves as two separate round loops), which left the
+// multiply and shuffle ports idle most of the time. Interleaving the halves doubles the
+// independent chains, and full unrolling drops the loop and lets the key operands be
+// addressed directly.
+__attribute__((always_inline)) inline void philox_halves(PReg& a0, PReg& a1, PReg& a2, PReg& a3, PReg& b0, PReg& b1, PReg& b2,
+                          PReg& b3, const KeySchedule& ks) {
   const PReg m0 = p_set64(kPhiloxM0), m1 = p_set64(kPhiloxM1);
+#pragma GCC unroll 10
   for (int r = 0; r < 10; ++r) {
-    const PReg p0 = p_mul(c0, m0);
-    const PReg p1 = p_mul(c2, m1);
-    c0 = p_xor3(p_hi(p1), c1, p_set32(ks.k[2 * r]));
-    c1 = p1;
-    c2 = p_xor3(p_hi(p0), c3, p_set32(ks.k[2 * r + 1]));
-    c3 = p0;
+    const PReg pa0 = p_mul(a0, m0), pb0 = p_mul(b0, m0);
+    const PReg pa1 = p_mul(a2, m1), pb1 = p_mul(b2, m1);
+    a0 = p_xor3(p_hi(pa1), a1, ks.k[2 * r]);
+    b0 = p_xor3(p_hi(pb1), b1, ks.k[2 * r]);
+    a2 = p_xor3(p_hi(pa0), a3, ks.k[2 * r + 1]);
+    b2 = p_xor3(p_hi(pb0), b3, ks.k[2 * r + 1]);
+    a1 = pa1;
+    b1 = pb1;
+    a3 = pa0;
+    b3 = pb0;
   }
 }
 
-inline void philox_vec(uint64_t block, uint64_t stream, const KeySchedule& ks, VecLanes::U32& x0,
+__attribute__((always_inline)) inline void philox_vec(uint64_t block, uint64_t stream, const KeySchedule& ks, VecLanes::U32& x0,
                        VecLanes::U32& x1, VecLanes::U32& x2, VecLanes::U32& x3) {
   constexpr int H = FASTINIT_VEC_W / 2;  // blocks per half
   // 64-bit block indices of each lane; the counter words are their low and high halves.
@@ -304,13 +338,37 @@ inline void philox_vec(uint64_t block, uint64_t stream, const KeySchedule& ks, V
   const PReg bb = p_add64(p_set64(block + H), p_lane_index());
   PReg a0 = ba, a1 = p_hi(ba), a2 = p_set64(stream & 0xFFFFFFFFu), a3 = p_set64(stream >> 32);
   PReg b0 = bb, b1 = p_hi(bb), b2 = a2, b3 = a3;
-  philox_half(a0, a1, a2, a3, ks);
-  philox_half(b0, b1, b2, b3, ks);
+  philox_halves(a0, a1, a2, a3, b0, b1, b2, b3, ks);
   x0 = reinterpret_cast<VecLanes::U32>(p_pack(a0, b0));
   x1 = reinterpret_cast<VecLanes::U32>(p_pack(a1, b1));
   x2 = reinterpret_cast<VecLanes::U32>(p_pack(a2, b2));
   x3 = reinterpret_cast<VecLanes::U32>(p_pack(a3, b3));
 }
+
+#if FASTINIT_VEC_W == 8
+// One half of a pair's blocks, out of line: inlined twice, the sixteen state registers of the
+// second half and the outputs of the first exceed AVX2's sixteen registers and spill.
+__attribute__((noinline)) void philox_vec_half(uint64_t block, uint64_t stream,
+                                               const KeySchedule& ks, VecLanes::U32 (&x)[4]) {
+  philox_vec(block, stream, ks, x[0], x[1], x[2], x[3]);
+}
+
+// The paired AVX2 lanes: blocks 0..7 in the lo vectors, 8..15 in the hi vectors.
+__attribute__((always_inline)) inline void philox_vec(uint64_t block, uint64_t stream,
+                                                      const KeySchedule& ks,
+                                                      Pair<VecLanes::U32>& x0,
+                                                      Pair<VecLanes::U32>& x1,
+                                                      Pair<VecLanes::U32>& x2,
+                                                      Pair<VecLanes::U32>& x3) {
+  VecLanes::U32 lo[4], hi[4];
+  philox_vec_half(block, stream, ks, lo);
+  philox_vec_half(block + FASTINIT_VEC_W, stream, ks, hi);
+  x0 = {lo[0], hi[0]};
+  x1 = {lo[1], hi[1]};
+  x2 = {lo[2], hi[2]};
+  x3 = {lo[3], hi[3]};
+}
+#endif
 #endif
 
 // One group = L::W consecutive Philox blocks = W * (4 or 2) consecutive elements, written to
@@ -320,7 +378,7 @@ inline void emit_group(const FillParams& P, const KS& ks, uint64_t block, void* 
   using U32 = typename L::U32;
   using F32 = typename L::F32;
   U32 x0, x1, x2, x3;
-#if defined(__AVX512F__) || defined(__AVX2__)
+#if defined(FASTINIT_X86_SIMD)
   if constexpr (L::W > 1)
     philox_vec(block, P.stream, ks, x0, x1, x2, x3);
   else
@@ -328,12 +386,12 @@ inline void emit_group(const FillParams& P, const KS& ks, uint64_t block, void* 
     philox_lanes<L>(block, P.key, P.stream, x0, x1, x2, x3);
   if constexpr (T == DType::F64) {
     char* d = static_cast<char*>(dst);
-#if defined(__AVX512F__) || defined(__AVX2__)
+#if defined(FASTINIT_X86_SIMD) || defined(FASTINIT_NEON_SIMD)
     if constexpr (L::W > 1) {
       // float64 math runs on native-width vectors: each half of the group's blocks separately.
-      using LD = VecLanesD;
+      using LD = CpuLanesD;
       const U32 xs[4] = {x0, x1, x2, x3};
-      for (int h = 0; h < 2; ++h) {
+      for (int h = 0; h < L::W / LD::W; ++h) {
         typename LD::U32 xh[4];
         for (int k = 0; k < 4; ++k)
           std::memcpy(&xh[k], reinterpret_cast<const char*>(&xs[k]) + h * sizeof(xh[k]),
@@ -369,9 +427,9 @@ inline void emit_group(const FillParams& P, const KS& ks, uint64_t block, void* 
       L::store(d + 3 * sizeof(F32), o3, nt);
     } else {
       using U16 = typename L::U16;
-      F32 h[4];
+      U32 hb[4];  // the 16-bit results, one per 32-bit lane (below 2^16)
       for (int k = 0; k < 4; ++k)
-        h[k] = L::from_bits(T == DType::BF16 ? f32_to_bf16_bits<L>(y[k]) : f32_to_f16_bits<L>(y[k]));
+        hb[k] = T == DType::BF16 ? f32_to_bf16_bits<L>(y[k]) : f32_to_f16_bits<L>(y[k]);
 #if FASTINIT_VEC_W == 16
       if constexpr (L::W == 16) {
         // AVX-512BW: gather the 16-bit results of words (0, 1) and (2, 3) into halfword pairs,
@@ -380,10 +438,10 @@ inline void emit_group(const FillParams& P, const KS& ks, uint64_t block, void* 
         const __m512i pair_idx = _mm512_set_epi16(
             62, 30, 60, 28, 58, 26, 56, 24, 54, 22, 52, 20, 50, 18, 48, 16,
             46, 14, 44, 12, 42, 10, 40, 8, 38, 6, 36, 4, 34, 2, 32, 0);
-        const __m512i a = _mm512_permutex2var_epi16(reinterpret_cast<__m512i>(h[0]), pair_idx,
-                                                    reinterpret_cast<__m512i>(h[1]));
-        const __m512i b = _mm512_permutex2var_epi16(reinterpret_cast<__m512i>(h[2]), pair_idx,
-                                                    reinterpret_cast<__m512i>(h[3]));
+        const __m512i a = _mm512_permutex2var_epi16(reinterpret_cast<__m512i>(hb[0]), pair_idx,
+                                                    reinterpret_cast<__m512i>(hb[1]));
+        const __m512i b = _mm512_permutex2var_epi16(reinterpret_cast<__m512i>(hb[2]), pair_idx,
+                                                    reinterpret_cast<__m512i>(hb[3]));
         const __m512i lo_idx = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
         const __m512i hi_idx = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
         const __m512i o0 = _mm512_permutex2var_epi32(a, lo_idx, b);
@@ -393,8 +451,33 @@ inline void emit_group(const FillParams& P, const KS& ks, uint64_t block, void* 
         return;
       }
 #endif
+#if FASTINIT_VEC_W == 8
+      if constexpr (L::W == 2 * FASTINIT_VEC_W) {
+        // AVX2 (no 16-bit permutes): words 0 and 1 of a block become the low and high halves
+        // of one 32-bit lane by a shift and an or (the values are below 2^16), likewise words
+        // 2 and 3; one 32-bit unpack pair then interleaves them (blocks 0, 1 | 4, 5 and
+        // 2, 3 | 6, 7 in the two 128-bit halves) and one cross-half permute pair puts the
+        // blocks in order: 8 operations and two full stores for 32 elements, where narrowing
+        // after the float32 transpose took 16 shuffles, 4 narrowing sequences and 4 stores.
+        // (Per half of the pair: blocks 0..7, then 8..15.)
+        const U32 p01u = hb[0] | (hb[1] << 16), p23u = hb[2] | (hb[3] << 16);
+        const __m256i p01[2] = {reinterpret_cast<__m256i>(p01u.lo), reinterpret_cast<__m256i>(p01u.hi)};
+        const __m256i p23[2] = {reinterpret_cast<__m256i>(p23u.lo), reinterpret_cast<__m256i>(p23u.hi)};
+        for (int h = 0; h < 2; ++h) {
+          const __m256i lo = _mm256_unpacklo_epi32(p01[h], p23[h]);
+          const __m256i hi = _mm256_unpackhi_epi32(p01[h], p23[h]);
+          const __m256i o0 = _mm256_permute2x128_si256(lo, hi, 0x20);
+          const __m256i o1 = _mm256_permute2x128_si256(lo, hi, 0x31);
+          L::store(d + h * 2 * sizeof(o0), o0, nt);
+          L::store(d + h * 2 * sizeof(o0) + sizeof(o0), o1, nt);
+        }
+        return;
+      }
+#endif
       // Round in 32-bit lanes, interleave as 32-bit lanes (the fast float32 shuffle), and
       // narrow each output vector to 16 bits only at the end.
+      F32 h[4];
+      for (int k = 0; k < 4; ++k) h[k] = L::from_bits(hb[k]);
       F32 t0, t1, t2, t3, o[4];
       L::zip(h[0], h[2], t0, t1);
       L::zip(h[1], h[3], t2, t3);
@@ -417,10 +500,10 @@ void fill_range_typed(const FillParams& P, void* out, int64_t i0, int64_t n, boo
   constexpr int64_t isz = (T == DType::F64) ? 8 : (T == DType::F32 ? 4 : 2);
   alignas(64) char tmp[G * isz];
   char* const o = static_cast<char*>(out);
-#if defined(__AVX512F__) || defined(__AVX2__)
+#if defined(FASTINIT_X86_SIMD)
   const KeySchedule ks(P.key);
 #else
-  const int ks = 0;  // the scalar path bumps the key inline
+  const int ks = 0;  // the scalar and NEON paths bump the key inline
 #endif
   const int64_t end = i0 + n;
   int64_t g = i0 / G;

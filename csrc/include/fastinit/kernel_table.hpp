@@ -25,6 +25,9 @@ KernelTable kernel_table_avx2();
 #if defined(FASTINIT_HAVE_AVX512)
 KernelTable kernel_table_avx512();
 #endif
+#if defined(FASTINIT_HAVE_NEON)
+KernelTable kernel_table_neon();
+#endif
 
 // The kernels in use (chosen once at import from CPUID, or from FASTINIT_CPU).
 const KernelTable& active_kernels();
