@@ -4,6 +4,10 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -102,3 +106,41 @@ def test_timm_helpers_fall_back_where_fastinit_cannot() -> None:
             weight_init.variance_scaling_(t, distribution="cauchy")
     assert (t == 2.0).all()
     assert math.isfinite(float(np.float32(t.sum())))
+
+
+def test_timm_imported_inside_patched_is_routed_then_restored() -> None:
+    code = textwrap.dedent(
+        """
+        import sys, torch
+        import fastinit.torch as ft
+        from fastinit.torch import _integrations
+        from tests.integrations._support import import_timm
+        assert "timm" not in sys.modules
+        with ft.patched():
+            timm = import_timm()
+            wi = timm.layers.weight_init
+            assert "_fastinit_route_" in wi.trunc_normal_.__code__.co_names
+            routed = _integrations.installed_functions()
+            assert ("timm.layers.weight_init", "trunc_normal_") in routed
+            t = torch.empty(1000, 100)
+            wi.trunc_normal_tf_(t, mean=1.0, std=0.5, a=-1.0, b=0.5)
+            assert t.min() >= 0.5 and t.max() <= 1.25
+        for name in ("trunc_normal_", "trunc_normal_tf_", "variance_scaling_", "lecun_normal_"):
+            assert "_fastinit_route_" not in getattr(wi, name).__code__.co_names, name
+        assert "_fastinit_route_" not in vars(wi)
+        assert _integrations.installed_functions() == []
+        assert not any(type(f).__module__.startswith("fastinit") for f in sys.meta_path)
+        print("clean")
+        """
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=root,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "clean" in out.stdout
