@@ -57,7 +57,7 @@ def test_library_bench_runs_and_checks_every_method(monkeypatch: pytest.MonkeyPa
 def test_check_against_catches_a_wrong_law_and_a_changed_buffer() -> None:
     spec = tiny()
     torch.manual_seed(0)
-    ref = libraries._reference(spec.methods["torch"]())
+    ref = libraries.reference_of(spec.methods["torch"]())
     model = spec.methods["patched"]()
     assert libraries.check_against(model, ref) is None
     with torch.no_grad():
