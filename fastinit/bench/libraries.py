@@ -71,7 +71,6 @@ def _hf_llama() -> LibraryModel:
         num_attention_heads=32,
         num_key_value_heads=8,
         tie_word_embeddings=True,
-        rope_theta=500000.0,
     )
 
     def default() -> torch.nn.Module:
@@ -323,7 +322,7 @@ def run_library_bench(
                         file=sys.stderr,
                         flush=True,
                     )
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "model": model,
                 "description": spec.description,

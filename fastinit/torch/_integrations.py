@@ -376,7 +376,7 @@ def _original(module: str, name: str) -> Callable[..., Any]:
     clone = _clones.get((module, name))
     if clone is not None:
         return clone
-    return getattr(sys.modules[module], name)  # type: ignore[no-any-return]
+    return getattr(sys.modules[module], name)  # type: ignore[no-any-return,unused-ignore]
 
 
 def _route(index: int, *args: Any, **kwargs: Any) -> Any:
@@ -430,8 +430,10 @@ def _trampoline(fn: types.FunctionType, index: int) -> types.CodeType:
     )
     scope: dict[str, Any] = {}
     exec(compile(src, code.co_filename, "exec"), scope)
-    new = scope[code.co_name].__code__
-    return new.replace(co_qualname=code.co_qualname, co_firstlineno=code.co_firstlineno)
+    new: types.CodeType = scope[code.co_name].__code__.replace(co_firstlineno=code.co_firstlineno)
+    if sys.version_info >= (3, 11):  # co_qualname exists from 3.11
+        new = new.replace(co_qualname=code.co_qualname)
+    return new
 
 
 def _install_module(path: InitPath, module: types.ModuleType) -> None:
@@ -515,7 +517,7 @@ class _Finder(importlib.abc.MetaPathFinder):
             spec = finder.find_spec(fullname, path, target)
             if spec is not None:
                 if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-                    spec.loader = _Loader(spec.loader, entry)  # type: ignore[arg-type]
+                    spec.loader = _Loader(spec.loader, entry)  # type: ignore[arg-type,unused-ignore]
                 return spec
         return None
 
