@@ -182,15 +182,27 @@ def test_materialize_keeps_tensors_that_are_not_meta() -> None:
     assert (model.ln.weight == 3.0).all() and (model.ln.bias == 0).all()
 
 
-def test_materialize_warns_about_buffers_it_cannot_recover() -> None:
+def test_materialize_raises_for_a_buffer_nothing_computes_and_changes_nothing() -> None:
     with torch.device("meta"):
         model = nn.Module()
         model.lin = nn.Linear(4, 4)
         model.register_buffer("inv_freq", torch.arange(4.0))
-    with pytest.warns(UserWarning, match="inv_freq; they were zero-filled") as record:
+    with pytest.raises(ValueError, match=r"inv_freq .*empty_init\(\)"):
         ft.materialize_(model)
-    assert record[0].filename == __file__
-    assert (model.inv_freq == 0).all()
+    assert model.inv_freq.is_meta and model.lin.weight.is_meta  # atomic: as before the call
+
+
+def test_materialize_keeps_real_buffers_under_empty_init() -> None:
+    with ft.empty_init():
+        model = nn.Module()
+        model.lin = nn.Linear(4, 4)
+        model.register_buffer("inv_freq", torch.arange(4.0))
+    assert model.lin.weight.is_meta and not model.lin.bias.is_meta and not model.inv_freq.is_meta
+    buffer = model.inv_freq
+    ft.materialize_(model, seed=0)
+    assert model.inv_freq is buffer and torch.equal(buffer, torch.arange(4.0))
+    assert not model.lin.weight.is_meta and model.lin.weight.abs().max() <= 0.5
+    assert nn.Linear(2, 2).weight.device.type == "cpu"  # empty_init is over
 
 
 def test_materialize_progress_bar(capsys: pytest.CaptureFixture[str]) -> None:

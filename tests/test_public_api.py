@@ -60,6 +60,7 @@ FASTINIT_TORCH = [
     "depth_scaled_std",
     "dirac",
     "dirac_",
+    "empty_init",
     "eye",
     "eye_",
     "is_patched",

@@ -468,41 +468,46 @@ def bindings_of_torch_init() -> dict[tuple[str, str], int]:
     return found
 
 
-def test_patched_routes_and_restores_exactly() -> None:
+def test_patched_routes_without_replacing_bindings_and_restores_exactly() -> None:
     before = bindings_of_torch_init()
+    codes = {name: getattr(TI, name).__code__ for name in ALL}
     assert ("torch.nn.modules.activation", "xavier_uniform_") in before
-    assert ("torch.nn.modules.transformer", "xavier_uniform_") in before
     assert not ft.is_patched()
     with ft.patched():
         assert ft.is_patched()
-        for name in ALL:
-            assert getattr(TI, name) is getattr(ft, name), name
-        assert nn.modules.activation.xavier_uniform_ is ft.xavier_uniform_
-        assert nn.modules.activation.constant_ is ft.constant_
-        assert nn.modules.transformer.xavier_uniform_ is ft.xavier_uniform_
+        assert bindings_of_torch_init() == before  # no binding is replaced
+        assert TI.normal_.__code__ is not codes["normal_"]  # the code is routed
+        t = torch.empty(1000)
+        torch.manual_seed(3)
+        TI.normal_(t)
+        ref = fastinit.normal_(np.empty(1000, np.float32), seed=seeds_after(3, 1)[0])
+        assert torch.equal(t, torch.from_numpy(ref))
     assert not ft.is_patched()
     for name in ALL:
         assert getattr(TI, name) is ORIGINAL[name], name
+        assert getattr(TI, name).__code__ is codes[name], name
     assert bindings_of_torch_init() == before
 
 
 def test_patched_restores_on_error_and_nests() -> None:
+    code = TI.normal_.__code__
     with pytest.raises(RuntimeError, match="boom"), ft.patched():
         raise RuntimeError("boom")
-    assert TI.normal_ is ORIGINAL["normal_"]
+    assert TI.normal_.__code__ is code and not ft.is_patched()
     ft.patch()
     try:
         ft.patch()  # idempotent
         with ft.patched():
-            assert TI.normal_ is ft.normal_
-        assert TI.normal_ is ft.normal_  # the outer patch() is still in force
+            assert ft.is_patched()
+        assert ft.is_patched()  # the outer patch() is still in force
+        assert TI.normal_.__code__ is not code
     finally:
         ft.unpatch()
     ft.unpatch()  # idempotent
-    assert TI.normal_ is ORIGINAL["normal_"]
+    assert TI.normal_.__code__ is code and not ft.is_patched()
 
 
-def test_torch_modules_imported_while_patched_are_restored() -> None:
+def test_torch_modules_imported_while_patched_keep_torchs_functions() -> None:
     name = "torch._fastinit_test_late_module"
     with ft.patched():
         late = types.ModuleType(name)
@@ -510,6 +515,7 @@ def test_torch_modules_imported_while_patched_are_restored() -> None:
         sys.modules[name] = late
     try:
         assert late.xavier_uniform_ is ORIGINAL["xavier_uniform_"]
+        assert late.xavier_uniform_.__code__ is ORIGINAL["xavier_uniform_"].__code__
     finally:
         del sys.modules[name]
 

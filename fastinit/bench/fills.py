@@ -295,9 +295,14 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--model",
-        action="store_true",
-        help="run the model-construction benchmark: a Llama-style model built with torch's "
-        "default init and with fastinit",
+        nargs="?",
+        const="llama",
+        default=None,
+        choices=("llama", "hf-llama", "timm-vit", "timm-convnext", "titan-llama"),
+        help="run a model-construction benchmark: 'llama' (the default when no name is "
+        "given): a Llama-style model of plain torch modules; hf-llama / timm-vit / "
+        "timm-convnext / titan-llama: that library's real model (needs the library), built "
+        "by its default path, under patched() and with empty_init/meta + materialize_",
     )
     parser.add_argument(
         "--orthogonal",
@@ -1397,6 +1402,7 @@ def run_from_args(args: argparse.Namespace, out: IO[str] | None = None) -> int:
         "progress": opts.progress,
         "shapes": opts.shapes if args.shapes else None,
         "out": out,
+        "model": args.model,
     }
     if args.repeat is not None:
         section_kwargs["repeat"] = opts.repeat

@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .libraries import run_library_bench
+
 __all__ = [
     "FULL_CONFIG",
     "INIT_METHODS",
@@ -270,8 +272,12 @@ def run_model_bench(
     threads: int | None = None,
     progress: bool = False,
     out: IO[str] | None = None,
+    model: str = "llama",
 ) -> list[dict[str, Any]]:
     """Time the construction of the Llama-style model by torch, patched and materialize_.
+
+    ``model`` other than ``"llama"`` runs :func:`fastinit.bench.libraries.run_library_bench`
+    instead (a real transformers / timm / torchtitan model, float32).
 
     Parameters
     ----------
@@ -304,6 +310,8 @@ def run_model_bench(
     """
     import fastinit
 
+    if model != "llama":
+        return run_library_bench(model, repeat=repeat, threads=threads, progress=progress, out=out)
     cfg = config if config is not None else FULL_CONFIG
     if layers is not None:
         cfg = dataclasses.replace(cfg, num_layers=int(layers))

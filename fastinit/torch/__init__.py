@@ -27,7 +27,7 @@ from __future__ import annotations
 from ._lsuv import LSUVLayer, LSUVReport, lsuv_
 from ._materialize import RuleKey as RuleKey
 from ._materialize import Scheme as Scheme
-from ._materialize import apply_, materialize_
+from ._materialize import apply_, empty_init, materialize_
 from ._nn_init import (
     calculate_gain,
     constant,
@@ -73,6 +73,7 @@ __all__ = [
     "depth_scaled_std",
     "dirac",
     "dirac_",
+    "empty_init",
     "eye",
     "eye_",
     "is_patched",

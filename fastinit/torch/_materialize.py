@@ -16,10 +16,10 @@ import torch
 from torch import Tensor, nn
 
 from .._stream import wrap_u64
-from . import _dtensor, _nn_init, _patch
+from . import _dtensor, _integrations, _nn_init, _patch
 from ._target import ORIGINALS, draw_seed, warn_outside
 
-__all__ = ["apply_", "materialize_", "materialize_sharded_"]
+__all__ = ["apply_", "empty_init", "materialize_", "materialize_sharded_"]
 
 
 def _derive_seed(base: int, name: str) -> int:
@@ -131,6 +131,32 @@ def _require_tqdm() -> Any:
     return tqdm
 
 
+@contextlib.contextmanager
+def empty_init() -> Iterator[None]:
+    """Build a model fast: its weights on the meta device, everything small real.
+
+    accelerate's ``init_empty_weights(include_buffers=False)`` convention, for
+    :func:`materialize_`: on this thread, every parameter of two or more dimensions
+    registered inside the block goes to the meta device (nothing is written to it), while
+    buffers (RoPE frequencies, position ids, masks) and parameters of fewer than two
+    dimensions (biases, norm and layer scales, which some models compute in ``__init__``
+    only, as timm's ``gamma = init_value * ones(dim)``) are real, initialized through
+    fastinit (the block is also :func:`fastinit.torch.patched`). Then :func:`materialize_`
+    allocates the weights and runs the model's own initializer on them, keeping the real
+    tensors.
+
+    Thread scope: per thread; other threads build normally.
+
+    Examples
+    --------
+    >>> with fastinit.torch.empty_init():
+    ...     model = AutoModelForCausalLM.from_config(cfg)
+    >>> fastinit.torch.materialize_(model, seed=0)
+    """
+    with _integrations.parameters_on_meta(), _patch.patched():
+        yield
+
+
 def materialize_(
     module: nn.Module,
     device: torch.device | str = "cpu",
@@ -140,35 +166,46 @@ def materialize_(
 ) -> nn.Module:
     """Allocate and initialize, in place, every meta-device parameter and buffer of ``module``.
 
-    Modules are visited children first (construction order). A module with meta tensors of its
-    own gets them allocated on ``device`` and then runs its own ``reset_parameters`` (or
-    ``_reset_parameters``, as ``nn.MultiheadAttention`` and ``nn.Transformer``) under
-    :func:`patched`, so it is initialized exactly by its own rules, through fastinit. A
-    module without such a method gets the documented fallback rule for its own tensors:
+    Everything runs under :func:`patched`, so every rule below initializes through fastinit.
 
-    - floating parameters with 2+ dimensions: ``kaiming_uniform_(a=sqrt(5))``, i.e.
-      U(±1/sqrt(fan_in)) as ``nn.Linear``;
-    - floating 0-/1-D parameters named ``weight``, ``scale`` or ``gamma``: ones; other ones
-      (biases): zeros;
-    - buffers and non-floating parameters: zeros, with a ``UserWarning`` naming them, since
-      buffers computed in ``__init__`` (e.g. RoPE frequencies) cannot be recovered from the
-      meta device and must be recomputed by the caller.
+    1. **The model's own initializer**, when it has one (``fastinit.torch._integrations.
+       MODEL_INITIALIZERS``): transformers ``PreTrainedModel.init_weights()`` (each module's
+       ``_init_weights``, ``_is_hf_initialized`` honoured, then the ties), torchtitan
+       ``init_states(buffer_device=device)`` (or ``init_weights(buffer_device=)``), timm
+       ``init_weights()`` (ConvNeXt: its module rule with ``head_init_scale=1``). It runs
+       over the whole model; the tensors that were not on the meta device keep their values.
+    2. Then, children first, every module with meta tensors that step 1 did not write runs its
+       own ``reset_parameters`` (or ``_reset_parameters``, as ``nn.MultiheadAttention``). A
+       module without one gets the fallback rule: floating parameters with 2+ dimensions
+       ``kaiming_uniform_(a=sqrt(5))`` (U(±1/sqrt(fan_in)), as ``nn.Linear``); 0-/1-D ones
+       named ``weight``, ``scale`` or ``gamma`` ones, others zeros; non-floating parameters
+       zeros, with a ``UserWarning`` naming them.
+    3. A meta **buffer** that nothing wrote raises ``ValueError`` naming it: buffers computed
+       in ``__init__`` (RoPE frequencies) cannot be recovered from the meta device. Build
+       with :func:`empty_init` (parameters on meta, buffers real) to keep them.
+
+    Atomic: if anything raises, every module gets back the very tensors it had (the meta ones
+    included), so a retry starts from the same state.
 
     Tied parameters stay tied (one allocation). Tensors that are not on the meta device keep
     their values: they are moved to ``device`` (cast to ``dtype`` if floating and ``dtype`` is
-    given), or left as the very same object when already there, and a reset never overwrites
-    them.
+    given), or left as the very same object when already there, and no initializer overwrites
+    them. A model with no meta tensor is only moved/cast, never re-initialized.
 
     Seeds: ``seed`` (an int; None draws one from torch's default generator, so
-    ``torch.manual_seed`` governs it) is the base; the module named ``q`` is reset with torch's
-    default generator seeded to ``blake2b(f"{seed}/{q}")`` inside ``torch.random.fork_rng``,
-    so torch's global RNG state is left as it was and the values of a module depend on
-    (seed, its qualified name) only.
+    ``torch.manual_seed`` governs it) is the base. Step 1 runs with a generator seeded to
+    ``blake2b(f"{seed}/")``, and step 2 resets module ``q`` with one seeded to
+    ``blake2b(f"{seed}/{q}")``: fastinit's seeds and the random torch calls that get no
+    ``generator=`` (``Tensor.normal_``, ``torch.randperm``, ...; see
+    ``fastinit.torch._integrations``) draw from it instead of torch's global generator. So the
+    values depend on (seed, names) only, torch's global RNG state is neither read nor
+    changed, and concurrent calls on several threads give the serial result.
 
     Parameters
     ----------
     module : torch.nn.Module
-        A model built on the meta device (``with torch.device("meta"): model = Model()``).
+        A model built on the meta device (``with torch.device("meta"): model = Model()``) or
+        under :func:`empty_init`.
     device : torch.device or str, optional
         Where to allocate.
     dtype : torch.dtype, optional
@@ -199,83 +236,183 @@ def materialize_(
     tqdm = _require_tqdm() if progress else None
     base = _base_seed(seed)
     order = _post_order(module)
-    total = sum(t.numel() for _, m in order for _, t, _ in _direct_tensors(m) if t.is_meta)
-    bar = tqdm(total=total, unit="el", unit_scale=True, desc="materialize_") if tqdm else None
+    # Every module's slots as they are now: restored if anything below fails (atomicity).
+    saved = [
+        (mod, dict(mod._parameters), dict(mod._buffers), mod.__dict__.get("_is_hf_initialized"))
+        for _, mod in order
+    ]
+    try:
+        _materialize_walk(module, order, device, dtype, base, tqdm)
+    except BaseException:
+        for mod, params, buffers, flag in saved:
+            mod._parameters.clear()
+            mod._parameters.update(params)
+            mod._buffers.clear()
+            mod._buffers.update(buffers)
+            if flag is None:
+                mod.__dict__.pop("_is_hf_initialized", None)
+            else:
+                mod.__dict__["_is_hf_initialized"] = flag
+        raise
+    return module
+
+
+class _Fresh:
+    """A tensor materialize_ allocated for a meta one, and how to tell it was written."""
+
+    __slots__ = ("is_buffer", "key", "mod", "qualname", "tensor", "version")
+
+    def __init__(self, mod: nn.Module, qualname: str, key: str, t: Tensor, is_buffer: bool):
+        self.mod, self.qualname, self.key = mod, qualname, key
+        self.tensor, self.is_buffer, self.version = t, is_buffer, t._version
+
+    @property
+    def name(self) -> str:
+        return f"{self.qualname}.{self.key}" if self.qualname else self.key
+
+    def written(self) -> bool:
+        slot = (self.mod._buffers if self.is_buffer else self.mod._parameters).get(self.key)
+        return slot is not self.tensor or self.tensor._version != self.version
+
+
+def _generators(device: torch.device, seed: int) -> dict[str, torch.Generator]:
+    gens = {"cpu": torch.Generator("cpu").manual_seed(seed)}
+    if device.type != "cpu":
+        gens[device.type] = torch.Generator(device).manual_seed(seed)
+    return gens
+
+
+def _materialize_walk(
+    module: nn.Module,
+    order: list[tuple[str, nn.Module]],
+    device: torch.device,
+    dtype: torch.dtype | None,
+    base: int,
+    tqdm: Any,
+) -> None:
+    """materialize_'s work; the caller restores the modules' slots if it raises."""
     # id(old tensor) -> (old tensor, its replacement); the old one is kept alive so that its
     # id cannot be reused by another object while the walk lasts. Tied tensors map once.
     replaced: dict[int, tuple[Tensor, Tensor]] = {}
-    uncovered: list[str] = []
+    fresh: list[_Fresh] = []
+    # (module, key, is buffer, tensor that was not meta)
+    kept: list[tuple[nn.Module, str, bool, Tensor]] = []
 
-    def allocate(t: Tensor, is_buffer: bool) -> Tensor:
+    def allocate(t: Tensor, is_buffer: bool) -> tuple[Tensor, bool]:
         hit = replaced.get(id(t))
         if hit is not None and hit[0] is t:
-            return hit[1]
+            return hit[1], False
         target = dtype if (dtype is not None and t.is_floating_point()) else t.dtype
         if t.is_meta:
             data = torch.empty_like(t, device=device, dtype=target)
         elif t.device == device and t.dtype == target:
             replaced[id(t)] = (t, t)  # already in place: keep the very object
-            return t
+            return t, False
         else:
             data = t.detach().to(device=device, dtype=target)
         new = data if is_buffer else nn.Parameter(data, requires_grad=t.requires_grad)
         replaced[id(t)] = (t, new)
-        return new
+        return new, t.is_meta
 
-    def allocated(t: Tensor) -> bool:
-        hit = replaced.get(id(t))
-        return hit is not None and hit[0] is t
-
+    for qualname, mod in order:
+        for key, t, is_buffer in _direct_tensors(mod):
+            new, is_new = allocate(t, is_buffer)
+            (mod._buffers if is_buffer else mod._parameters)[key] = new  # type: ignore[assignment]
+            if is_new:
+                fresh.append(_Fresh(mod, qualname, key, new, is_buffer))
+    if not fresh:
+        return
+    total = sum(f.tensor.numel() for f in fresh)
+    bar = tqdm(total=total, unit="el", unit_scale=True, desc="materialize_") if tqdm else None
+    entry = _integrations.model_initializer(module)
+    if entry is not None:
+        fresh_ids = {id(f.tensor) for f in fresh}
+        seen: set[int] = set()
+        for _, mod in order:
+            for key, t, is_buffer in _direct_tensors(mod):
+                if id(t) not in fresh_ids and id(t) not in seen:
+                    seen.add(id(t))
+                    kept.append((mod, key, is_buffer, t))
+    uncovered: list[str] = []
     try:
-        with _forked_rng(device) as seed_rng, _patch.patched():
-            for qualname, mod in order:
-                own = _direct_tensors(mod)
-                if not own:
-                    continue
-                meta_names = {k for k, t, _ in own if t.is_meta and not allocated(t)}
-                for key, t, is_buffer in own:
-                    if is_buffer:
-                        mod._buffers[key] = allocate(t, is_buffer)
-                    else:
-                        mod._parameters[key] = allocate(t, is_buffer)  # type: ignore[assignment]
-                if not meta_names:
-                    continue
-                seed_rng(_derive_seed(base, qualname))
-                reset = _reset_method(mod)
-                if reset is not None:
-                    keep = [
-                        (t, t.detach().clone())
-                        for k, t, _ in _direct_tensors(mod)
-                        if k not in meta_names
-                    ]
-                    with torch.no_grad():
-                        reset()
-                        for t, saved in keep:
-                            t.copy_(saved)
-                else:
-                    for key, t, is_buffer in _direct_tensors(mod):
-                        if key not in meta_names:
-                            continue
-                        if is_buffer or not t.is_floating_point():
-                            uncovered.append(f"{qualname}.{key}" if qualname else key)
-                        _apply_default_rule(key, t, is_buffer)
+        with _patch.patched():
+            if entry is not None:
+                # The model's own initializer over the whole model, its random calls drawing
+                # from a generator of this call (not torch's global one). The tensors that
+                # were not meta keep their values: while it runs, their slots hold scratch
+                # tensors (flagged _is_hf_initialized, so transformers skips them), and they
+                # are put back afterwards, untouched, whatever happens.
+                scratch: dict[int, Tensor] = {}
+                for mod, key, is_buffer, t in kept:
+                    if id(t) not in scratch:
+                        s = torch.empty_like(t)
+                        if not is_buffer:
+                            s = nn.Parameter(s, requires_grad=t.requires_grad)
+                        s._is_hf_initialized = True  # type: ignore[attr-defined]
+                        scratch[id(t)] = s
+                    (mod._buffers if is_buffer else mod._parameters)[key] = scratch[id(t)]  # type: ignore[assignment]
+                try:
+                    with (
+                        _integrations.using_generator(_generators(device, _derive_seed(base, ""))),
+                        torch.no_grad(),
+                    ):
+                        entry.run(module, device)
+                finally:
+                    for mod, key, is_buffer, t in kept:
+                        (mod._buffers if is_buffer else mod._parameters)[key] = t  # type: ignore[assignment]
+                    del scratch
                 if bar is not None:
-                    bar.update(
-                        sum(t.numel() for k, t, _ in _direct_tensors(mod) if k in meta_names)
+                    bar.update(sum(f.tensor.numel() for f in fresh if f.written()))
+            # Modules whose fresh tensors no initializer wrote: their own reset, else the rule.
+            for qualname, mod in order:
+                mine = [f for f in fresh if f.mod is mod and not f.written()]
+                if not mine:
+                    continue
+                with _integrations.using_generator(
+                    _generators(device, _derive_seed(base, qualname))
+                ):
+                    reset = _reset_method(mod)
+                    if reset is not None:
+                        own = {id(f.tensor) for f in mine}
+                        keep = [
+                            (t, t.detach().clone())
+                            for _k, t, _ in _direct_tensors(mod)
+                            if id(t) not in own
+                        ]
+                        with torch.no_grad():
+                            reset()
+                            for t, copy in keep:
+                                t.copy_(copy)
+                    else:
+                        for f in mine:
+                            if f.is_buffer:
+                                continue
+                            if not f.tensor.is_floating_point():
+                                uncovered.append(f.name)
+                            _apply_default_rule(f.key, f.tensor, f.is_buffer)
+                missing = [f.name for f in mine if f.is_buffer and not f.written()]
+                if missing:
+                    how = (
+                        f"{entry.library}'s initializer and " if entry is not None else ""
+                    ) + f"{type(mod).__name__} (no reset_parameters)"
+                    raise ValueError(
+                        f"materialize_: buffer(s) {', '.join(missing)} were on the meta device "
+                        f"and nothing computes them ({how}); their values are lost. Build the "
+                        "model under fastinit.torch.empty_init() (parameters on meta, buffers "
+                        "real, as accelerate's init_empty_weights(include_buffers=False)), or "
+                        "give the module a reset_parameters() that fills them"
                     )
+                if bar is not None:
+                    bar.update(sum(f.tensor.numel() for f in mine))
     finally:
         if bar is not None:
             bar.close()
     if uncovered:
-        warnings.warn(
-            "materialize_: no reset_parameters covers "
+        warn_outside(
+            "materialize_: no reset_parameters covers the non-floating parameter(s) "
             + ", ".join(uncovered)
-            + "; they were zero-filled (buffers computed in __init__ cannot be recovered "
-            "from the meta device: recompute them after materialize_)",
-            UserWarning,
-            stacklevel=2,
+            + "; they were zero-filled"
         )
-    return module
 
 
 # A scheme in apply_'s rules.

@@ -1,5 +1,6 @@
-"""Routing ``torch.nn.init`` through fastinit: :func:`patch`, :func:`unpatch`,
-:func:`patched`, and :func:`routed` (DTensors only), on one rebinding mechanism."""
+"""Routing init calls through fastinit: :func:`patch`, :func:`unpatch`, :func:`patched` (by
+code routing and a per-thread mode, see ``_integrations``), and :func:`routed` (DTensors
+only, by rebinding)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import contextlib
 import sys
 import threading
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from . import _nn_init
+from . import _integrations, _nn_init
 from ._target import ORIGINALS
 
 __all__ = ["is_patched", "patch", "patched", "routed", "unpatch"]
@@ -61,65 +62,54 @@ def _restore(record: list[tuple[dict[str, Any], str, Any, Any]]) -> None:
             namespace[name] = old
 
 
+def _drop_ins() -> dict[str, Callable[..., Any]]:
+    return {name: getattr(_nn_init, name) for name in ORIGINALS if name.endswith("_")}
+
+
 def is_patched() -> bool:
-    """Whether :func:`patch` is in effect."""
-    return _patch_record is not None
+    """Whether init calls on the calling thread go to fastinit now.
+
+    True inside :func:`patched` on this thread, and on every thread between :func:`patch`
+    and :func:`unpatch`.
+    """
+    return _integrations.is_active()
 
 
 def patch() -> None:
-    """Route ``torch.nn.init`` to ``fastinit.torch`` until :func:`unpatch`.
+    """Route ``torch.nn.init`` (and the registry's third-party init functions) to fastinit,
+    on every thread, until :func:`unpatch`.
 
-    Replaces every function of ``torch.nn.init.__all__`` on the ``torch.nn.init`` module and
-    in every loaded module that bound one by name (``from torch.nn.init import
-    xavier_uniform_``, as ``torch.nn.modules.activation`` and ``torch.nn.modules.transformer``
-    do). Modules' ``reset_parameters`` then initialize through fastinit. Calling it while
-    already patched does nothing. Thread-safe.
+    No binding is replaced: the functions keep their identity and get routing code (see
+    ``fastinit._integrations``), so every holder of them -- ``from torch.nn.init import
+    xavier_uniform_``, transformers' ``TORCH_INIT_FUNCTIONS``, torchtitan's partials, timm's
+    helpers -- initializes through fastinit, and nothing keeps fastinit's functions after
+    :func:`unpatch`. Tensor methods (``w.normal_()``) are routed only inside
+    :func:`patched`. Calling it while already patched does nothing. Thread-safe.
     """
-    global _patch_record, _patch_modules_before
-    with _patch_lock:
-        if _patch_record is not None:
-            return
-        swap = _replacements()
-        record: list[tuple[dict[str, Any], str, Any]] = []
-        for namespace, name, value, _ in _rebind(swap):
-            record.append((namespace, name, value))
-        _patch_record = record
-        _patch_modules_before = set(sys.modules)
+    _integrations.enable_global(_drop_ins())
 
 
 def unpatch() -> None:
-    """Undo :func:`patch`: every binding it replaced gets torch's original function back.
+    """Undo :func:`patch`. Threads inside :func:`patched` stay patched until they leave it.
 
-    torch's own modules imported while patched are restored too. Bindings that someone
-    changed after :func:`patch` are left alone. Calling it while not patched does nothing.
+    Calling it while not patched does nothing.
     """
-    global _patch_record
-    with _patch_lock:
-        if _patch_record is None:
-            return
-        swap = _replacements()
-        back = {id(new): orig for orig, new in swap.values()}
-        for namespace, name, original in _patch_record:
-            current = namespace.get(name)
-            if current is not None and back.get(id(current)) is original:
-                namespace[name] = original
-        for modname in set(sys.modules) - _patch_modules_before:
-            module = sys.modules.get(modname)
-            if not (modname == "torch" or modname.startswith("torch.")):
-                continue
-            if not isinstance(module, types.ModuleType):
-                continue
-            namespace = vars(module)
-            for name, value in list(namespace.items()):
-                original = back.get(id(value))
-                if original is not None:
-                    namespace[name] = original
-        _patch_record = None
+    _integrations.disable_global()
 
 
 @contextlib.contextmanager
 def patched() -> Iterator[None]:
-    """Context manager: :func:`patch` on entry, and on exit restore the state found on entry.
+    """Context manager: route init calls made *on this thread* to fastinit.
+
+    Inside it, ``torch.nn.init``'s functions (however a library holds them), the registry's
+    third-party init functions (timm's ``trunc_normal_``, ``trunc_normal_tf_``,
+    ``lecun_normal_``, ``variance_scaling_``) and the tensor methods ``normal_``,
+    ``uniform_``, ``fill_`` and ``zero_`` on tensors fastinit fills natively all run
+    through fastinit, with the law the calling code asks for. Everything it touched is
+    restored on exit, whatever was imported meanwhile.
+
+    Thread scope: per thread. Other threads (and threads started inside the block) keep
+    torch's behaviour; one thread leaving its ``patched()`` never affects another's.
 
     Examples
     --------
@@ -127,14 +117,11 @@ def patched() -> Iterator[None]:
     >>> with fastinit.torch.patched():
     ...     layer = torch.nn.Linear(4096, 4096)  # reset_parameters runs through fastinit
     """
-    with _patch_lock:
-        was_patched = is_patched()
-        patch()
+    _integrations.enter(_drop_ins())
     try:
         yield
     finally:
-        if not was_patched:
-            unpatch()
+        _integrations.leave()
 
 
 @contextlib.contextmanager

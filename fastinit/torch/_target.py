@@ -23,6 +23,7 @@ import torch.nn.init as _torch_init
 from torch import Tensor, nn
 
 from .._stream import wrap_u64
+from . import _integrations
 
 __all__ = [
     "NATIVE_DTYPES",
@@ -69,7 +70,12 @@ def is_native(tensor: Tensor) -> bool:
 
 
 def draw_seed(generator: torch.Generator | None) -> int:
-    """One 64-bit seed from ``generator``, or from torch's default CPU generator when None."""
+    """One 64-bit seed from ``generator``, or from torch's default CPU generator when None.
+
+    Inside ``materialize_`` "None" means the generator it set for this thread.
+    """
+    if generator is None:
+        generator = _integrations.thread_generator("cpu")
     if generator is None:
         value = torch.randint(-(1 << 63), (1 << 63) - 1, (), dtype=torch.int64, device="cpu")
     else:

@@ -1,0 +1,130 @@
+"""transformers through fastinit: patched() construction and materialize_, against the
+default build of the same model (real transformers, small configs)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import fastinit.torch as ft
+from fastinit.torch import _integrations, _target
+
+from ._support import assert_same_laws, assert_ties_as, counting, require
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")
+
+transformers = require("transformers")
+
+LLAMA = dict(
+    vocab_size=1000,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+)
+
+
+def configs() -> dict[str, object]:
+    return {
+        "llama": transformers.LlamaConfig(**LLAMA),
+        "llama-tied": transformers.LlamaConfig(**LLAMA, tie_word_embeddings=True),
+        "bert": transformers.BertConfig(
+            vocab_size=1000,
+            hidden_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=128,
+            max_position_embeddings=64,
+        ),
+    }
+
+
+def build(name: str) -> torch.nn.Module:
+    cfg = configs()[name]
+    if name == "bert":
+        return transformers.BertForMaskedLM(cfg)
+    return transformers.AutoModelForCausalLM.from_config(cfg)
+
+
+def assert_nothing_patched() -> None:
+    assert not ft.is_patched()
+    assert _integrations.installed_functions() == []
+    for name, fn in transformers.initialization.TORCH_INIT_FUNCTIONS.items():
+        assert fn is getattr(torch.nn.init, name)
+        assert fn.__code__ is _target.ORIGINALS[name].__code__ is not None
+
+
+@pytest.mark.parametrize("name", ["llama", "llama-tied", "bert"])
+def test_patched_construction_follows_the_models_rules(name: str) -> None:
+    torch.manual_seed(0)
+    default = build(name)
+    with counting() as writes, ft.patched():
+        model = build(name)
+    share, per_op = writes.torch_share(model)
+    assert share <= 0.01, f"torch initialized {share:.2%} of the elements: {per_op}"
+    assert_same_laws(model, default)
+    assert_ties_as(model, default)
+    assert_nothing_patched()
+
+
+@pytest.mark.parametrize("how", ["empty_init", "meta"])
+@pytest.mark.parametrize("name", ["llama", "llama-tied", "bert"])
+def test_materialize_runs_transformers_initializer(name: str, how: str) -> None:
+    torch.manual_seed(0)
+    default = build(name)
+    if how == "empty_init":
+        with ft.empty_init():
+            model = build(name)
+    else:
+        with torch.device("meta"):
+            model = build(name)
+    assert any(p.is_meta for p in model.parameters())
+    with counting() as writes:
+        ft.materialize_(model, seed=0)
+    share, per_op = writes.torch_share(model)
+    assert share <= 0.01, f"torch initialized {share:.2%} of the elements: {per_op}"
+    assert_same_laws(model, default)
+    assert_ties_as(model, default)
+    assert_nothing_patched()
+
+
+def test_is_hf_initialized_tensors_are_kept() -> None:
+    with ft.empty_init():
+        model = build("llama")
+    loaded = torch.nn.Parameter(torch.full_like(model.lm_head.weight, 0.5, device="cpu"))
+    model.lm_head.weight = loaded  # as if loaded from a checkpoint
+    ft.materialize_(model, seed=0)
+    assert model.lm_head.weight is loaded and (loaded == 0.5).all()
+    assert abs(model.model.embed_tokens.weight.std().item() - 0.02) < 0.002
+
+
+def test_importing_transformers_inside_patched_leaks_nothing() -> None:
+    code = textwrap.dedent(
+        """
+        import torch, fastinit.torch as ft
+        init = torch.nn.init
+        codes = {n: getattr(init, n).__code__ for n in init.__all__}
+        with ft.patched():
+            import transformers.initialization as hf
+            assert hf.TORCH_INIT_FUNCTIONS["normal_"].__code__ is not codes["normal_"]
+        for name, fn in hf.TORCH_INIT_FUNCTIONS.items():
+            assert fn is getattr(torch.nn.init, name), name
+            assert fn.__code__ is codes[name], name
+        assert "_fastinit_route_" not in vars(torch.nn.init)
+        import fastinit.torch._integrations as i
+        import sys
+        assert i.installed_functions() == []
+        assert not any(type(f).__name__ == "_Finder" for f in sys.meta_path)
+        print("clean")
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert "clean" in out.stdout
