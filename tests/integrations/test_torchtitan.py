@@ -16,7 +16,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::F
 llama3 = require(
     "torchtitan.models.llama3",
     "pip install --no-deps torchtitan==0.3.0 spmd_types==0.2.3 triton tyro einops "
-    "(see tests/integrations/requirements-torchtitan.txt)",
+    "(see tests/integrations/requirements-nodeps.txt)",
 )
 CPU = torch.device("cpu")
 
