@@ -53,7 +53,7 @@ def require(module: str, why: str = "") -> Any:
     except ImportError as exc:
         reason = f"{module} is not installed ({exc}){': ' + why if why else ''}"
         print(f"SKIP: {reason}")
-        pytest.skip(reason)
+        pytest.skip(reason, allow_module_level=True)
 
 
 class _Placeholder(type):
