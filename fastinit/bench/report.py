@@ -49,7 +49,7 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
         "--plot",
         default="signal_report.png",
         metavar="PATH",
-        help="PNG to write (default: signal_report.png); needs matplotlib (fastinit[plot])",
+        help="PNG to write (default: signal_report.png); needs matplotlib (pyfastinit[plot])",
     )
     parser.add_argument("--no-plot", action="store_true", help="do not write the PNG")
     parser.add_argument(
@@ -373,24 +373,30 @@ def run_from_args(args: argparse.Namespace, out: IO[str] | None = None) -> int:
     try:
         import torch  # noqa: F401
     except ImportError:
-        print("fastinit report needs torch (pip install 'fastinit[torch]')", file=sys.stderr)
+        print("fastinit report needs torch (pip install 'pyfastinit[torch]')", file=sys.stderr)
         return 1
-    if not args.no_plot:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            print(
-                "fastinit report: the PNG needs matplotlib: pip install 'fastinit[plot]' "
-                "(or pass --no-plot)",
-                file=sys.stderr,
-            )
-            return 1
     if (args.lsuv or args.time) and not args.model:
         print("fastinit report: --lsuv and --time need --model", file=sys.stderr)
         return 2
     if args.time < 0:
         print("fastinit report: --time must be >= 0", file=sys.stderr)
         return 2
+    if args.model and ":" not in args.model:
+        print(
+            f"fastinit report: --model must be MODULE:CALLABLE, got {args.model!r}",
+            file=sys.stderr,
+        )
+        return 2
+    if not args.no_plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print(
+                "fastinit report: the PNG needs matplotlib: pip install 'pyfastinit[plot]' "
+                "(or pass --no-plot)",
+                file=sys.stderr,
+            )
+            return 1
     if args.model:
         return _run_model(args, out)
     return _run_demo(args, out)

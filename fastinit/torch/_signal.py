@@ -235,7 +235,7 @@ class SignalReport:
     def plot(self, path: str | os.PathLike[str], title: str | None = None) -> None:
         """Write a PNG of the forward and backward std against depth (log scale).
 
-        Needs matplotlib (``pip install fastinit[plot]``).
+        Needs matplotlib (``pip install pyfastinit[plot]``).
 
         Parameters
         ----------
@@ -252,7 +252,7 @@ def _require_pyplot() -> Any:
         import matplotlib
     except ImportError as exc:
         raise ImportError(
-            "plotting a signal report needs matplotlib: pip install 'fastinit[plot]'"
+            "plotting a signal report needs matplotlib: pip install 'pyfastinit[plot]'"
         ) from exc
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
@@ -272,7 +272,7 @@ def plot_signal(
 ) -> None:
     """Plot forward and backward std against depth for one or several reports, as a PNG.
 
-    Needs matplotlib (``pip install fastinit[plot]``); uses the non-interactive Agg backend.
+    Needs matplotlib (``pip install pyfastinit[plot]``); uses the non-interactive Agg backend.
 
     Parameters
     ----------
