@@ -28,7 +28,7 @@ void register_fill(py::module_& m) {
   m.def(
       "fill",
       [](py::handle target, const std::string& dist, const std::vector<double>& params,
-         uint64_t key, uint64_t stream, py::object global_shape, py::object global_offset) {
+         uint64_t key, uint64_t stream, py::handle global_shape, py::handle global_offset) {
         BufferView b = acquire_buffer(target);
         require_host_memory(b, "the CPU kernels");
         const Shard s = make_shard(b, global_shape, global_offset);
@@ -40,7 +40,7 @@ void register_fill(py::module_& m) {
 
   m.def(
       "constant",
-      [](py::handle target, double value, py::object global_shape, py::object global_offset) {
+      [](py::handle target, double value, py::handle global_shape, py::handle global_offset) {
         BufferView b = acquire_buffer(target);
         require_host_memory(b, "the CPU kernels");
         make_shard(b, global_shape, global_offset);  // validated for symmetry with the fills
@@ -51,14 +51,16 @@ void register_fill(py::module_& m) {
 
   m.def(
       "scatter_constant",
-      [](py::handle target, double value,
-         const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& indices,
-         py::object global_shape, py::object global_offset) {
+      [](py::handle target, double value, py::handle indices, py::handle global_shape,
+         py::handle global_offset) {
         BufferView b = acquire_buffer(target);
         require_host_memory(b, "the CPU kernels");
         const Shard s = make_shard(b, global_shape, global_offset);
-        const int64_t* idx = indices.data();
-        const int64_t n = indices.size();
+        auto arr = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(indices);
+        if (!arr) throw py::type_error("fastinit: indices must be convertible to an int64 array");
+        const int64_t* idx = arr.data();
+        const int64_t n = arr.size();
+        const HeldRef keep(std::move(arr));  // arguments here are handles (see HeldRef)
         run_without_gil([&](const StopCheck&) { scatter_constant_cpu(b, s, value, idx, n); });
       },
       py::arg("target"), py::arg("value"), py::arg("indices"),
@@ -68,8 +70,9 @@ void register_fill(py::module_& m) {
       "random_words",
       [](int64_t n, uint64_t key, uint64_t stream, uint64_t offset) {
         if (n < 0) throw std::invalid_argument("fastinit: n must be >= 0");
-        py::array_t<uint32_t> out(n);
-        uint32_t* o = out.mutable_data();
+        py::array_t<uint32_t> arr(n);
+        uint32_t* o = arr.mutable_data();
+        HeldRef out(std::move(arr));
         run_without_gil([&](const StopCheck&) {
           for (int64_t i = 0; i < n; ++i) {
             const uint64_t w = offset + static_cast<uint64_t>(i);
@@ -82,7 +85,7 @@ void register_fill(py::module_& m) {
             o[i] = words[w & 3];
           }
         });
-        return out;
+        return out.take();
       },
       py::arg("n"), py::arg("key"), py::arg("stream"), py::arg("offset") = 0);
 

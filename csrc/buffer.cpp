@@ -202,8 +202,8 @@ void require_host_memory(const BufferView& b, const char* who) {
                      ")");
 }
 
-Shard make_shard(const BufferView& b, const py::object& global_shape,
-                 const py::object& global_offset) {
+Shard make_shard(const BufferView& b, py::handle global_shape,
+                 py::handle global_offset) {
   Shard s;
   const int nd = b.ndim();
   if (global_shape.is_none()) {

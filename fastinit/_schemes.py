@@ -108,7 +108,15 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
             negative_slope = param
         else:
             raise ValueError(f"negative_slope {param} not a valid number")
-        return math.sqrt(2.0 / (1 + negative_slope**2))
+        try:
+            return math.sqrt(2.0 / (1 + negative_slope**2))
+        except OverflowError:
+            # |slope| above ~1.3e154 (torch raises OverflowError here): the gain is
+            # sqrt(2) / |slope| to within rounding, and 0.0 for an int beyond float range.
+            try:
+                return math.sqrt(2.0) / abs(float(negative_slope))
+            except OverflowError:
+                return 0.0
     if nonlinearity == "selu":
         return 3.0 / 4
     raise ValueError(f"Unsupported nonlinearity {nonlinearity}")

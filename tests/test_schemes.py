@@ -510,3 +510,17 @@ def test_sparse_errors(shape: tuple, kwargs: dict, message: str) -> None:
 def test_schemes_all_exported() -> None:
     for name in _schemes.__all__:
         assert getattr(fastinit, name) is getattr(_schemes, name)
+
+
+def test_leaky_relu_gain_of_a_huge_slope_is_its_limit() -> None:
+    # Found by the fuzz suite: torch's formula raises OverflowError for |slope| > ~1.3e154,
+    # where the gain is sqrt(2) / |slope| to within rounding (0.0 beyond float range).
+    for slope in (1.3407807929942597e154, -1e200, 1e300):
+        assert fastinit.calculate_gain("leaky_relu", slope) == pytest.approx(
+            math.sqrt(2.0) / abs(slope), rel=1e-15
+        )
+    assert fastinit.calculate_gain("leaky_relu", 10**400) == 0.0
+    assert fastinit.calculate_gain("leaky_relu", 1e100) == math.sqrt(2.0 / (1 + 1e100**2))
+    x = np.ones((8, 8), np.float32)
+    fastinit.kaiming_normal_(x, a=1e200, nonlinearity="leaky_relu", seed=0)
+    assert np.all(x == 0.0)  # std ~ 5e-201 rounds to zero in float32

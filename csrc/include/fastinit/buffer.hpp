@@ -16,8 +16,8 @@ FASTINIT_CORE_API BufferView acquire_buffer(py::handle obj);
 
 // Validates global_shape/global_offset against the buffer (ValueError) and fills in the
 // defaults (the buffer is the whole tensor).
-FASTINIT_CORE_API Shard make_shard(const BufferView& b, const py::object& global_shape,
-                                   const py::object& global_offset);
+FASTINIT_CORE_API Shard make_shard(const BufferView& b, py::handle global_shape,
+                                   py::handle global_offset);
 
 // Raises BufferError unless the CPU can address the buffer's memory (DLPack CPU, CUDA-host
 // or CUDA-managed memory); `who` names the caller in the message.

@@ -56,4 +56,23 @@ void run_without_gil(F&& f) {
   if (raised) throw py::error_already_set();
 }
 
+// A Python reference that lives across run_without_gil (an argument or a result). A
+// py::object's destructor would decref without the GIL on the forced unwind of a thread ended
+// at interpreter exit; this one leaks the reference with the dying interpreter instead. On
+// every other path the GIL is held again when it is destroyed.
+class HeldRef {
+ public:
+  explicit HeldRef(py::object o) : p_(o.release().ptr()) {}
+  HeldRef(const HeldRef&) = delete;
+  HeldRef& operator=(const HeldRef&) = delete;
+  ~HeldRef() {
+    if (p_ != nullptr && PyGILState_Check()) Py_DECREF(p_);
+  }
+  // Hands the reference back as an object (with the GIL held).
+  py::object take() { return py::reinterpret_steal<py::object>(std::exchange(p_, nullptr)); }
+
+ private:
+  PyObject* p_;
+};
+
 }  // namespace fastinit
