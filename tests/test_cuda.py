@@ -27,6 +27,7 @@ import fastinit
 from fastinit import _buffer, _core, _orthogonal
 
 from .conftest import DTYPES, bits
+from .dlpack_ctypes import DELETER, DLDataType, DLDevice, DLManagedTensor, DLTensor, PyCapsule_New
 
 try:
     from fastinit import _cuda  # type: ignore[attr-defined]
@@ -224,41 +225,6 @@ def test_no_cuda_build_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None
 # ---------------------------------------------------------------- a hand-written producer
 
 
-class _DLDevice(ctypes.Structure):
-    _fields_ = [("device_type", ctypes.c_int32), ("device_id", ctypes.c_int32)]
-
-
-class _DLDataType(ctypes.Structure):
-    _fields_ = [("code", ctypes.c_uint8), ("bits", ctypes.c_uint8), ("lanes", ctypes.c_uint16)]
-
-
-class _DLTensor(ctypes.Structure):
-    _fields_ = [
-        ("data", ctypes.c_void_p),
-        ("device", _DLDevice),
-        ("ndim", ctypes.c_int32),
-        ("dtype", _DLDataType),
-        ("shape", ctypes.POINTER(ctypes.c_int64)),
-        ("strides", ctypes.POINTER(ctypes.c_int64)),
-        ("byte_offset", ctypes.c_uint64),
-    ]
-
-
-class _DLManagedTensor(ctypes.Structure):
-    pass
-
-
-_DELETER = ctypes.CFUNCTYPE(None, ctypes.POINTER(_DLManagedTensor))
-_DLManagedTensor._fields_ = [
-    ("dl_tensor", _DLTensor),
-    ("manager_ctx", ctypes.c_void_p),
-    ("deleter", _DELETER),
-]
-_PyCapsule_New = ctypes.pythonapi.PyCapsule_New
-_PyCapsule_New.restype = ctypes.py_object
-_PyCapsule_New.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
-
-
 class FakeCudaArray:
     """Claims to live on CUDA device 0 (DLPack device type 2) but exports host memory, so
     it may only reach code that fails before touching the memory. Records every
@@ -285,18 +251,18 @@ class FakeCudaArray:
         def deleter(_ptr: Any) -> None:
             self.deleted += 1
 
-        self._deleter = _DELETER(deleter)
-        tensor = _DLTensor(
+        self._deleter = DELETER(deleter)
+        tensor = DLTensor(
             a.ctypes.data,
-            _DLDevice(2, 0),
+            DLDevice(2, 0),
             a.ndim,
-            _DLDataType(*self.dtype_code, 1),
+            DLDataType(*self.dtype_code, 1),
             self._shape,
             None,
             0,
         )
-        self._managed = _DLManagedTensor(tensor, None, self._deleter)
-        return _PyCapsule_New(ctypes.addressof(self._managed), b"dltensor", None)
+        self._managed = DLManagedTensor(tensor, None, self._deleter)
+        return PyCapsule_New(ctypes.addressof(self._managed), b"dltensor", None)
 
 
 @needs_no_device

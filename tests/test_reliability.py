@@ -21,6 +21,8 @@ from hypothesis import strategies as st
 import fastinit
 from fastinit import _core
 
+from .dlpack_ctypes import DLDataType, DLDevice, DLManagedTensor, PyCapsule_New
+
 I64_MAX = 2**63 - 1
 SENTINEL = -7.0
 
@@ -182,49 +184,15 @@ def test_orthogonal_of_an_empty_huge_matrix_is_a_no_op(shape: tuple[int, ...]) -
 # ----------------------------------------------------------------------------- NULL data pointers
 
 
-class _DLDevice(ctypes.Structure):
-    _fields_ = [("device_type", ctypes.c_int32), ("device_id", ctypes.c_int32)]
-
-
-class _DLDataType(ctypes.Structure):
-    _fields_ = [("code", ctypes.c_uint8), ("bits", ctypes.c_uint8), ("lanes", ctypes.c_uint16)]
-
-
-class _DLTensor(ctypes.Structure):
-    _fields_ = [
-        ("data", ctypes.c_void_p),
-        ("device", _DLDevice),
-        ("ndim", ctypes.c_int32),
-        ("dtype", _DLDataType),
-        ("shape", ctypes.POINTER(ctypes.c_int64)),
-        ("strides", ctypes.POINTER(ctypes.c_int64)),
-        ("byte_offset", ctypes.c_uint64),
-    ]
-
-
-class _DLManagedTensor(ctypes.Structure):
-    _fields_ = [
-        ("dl_tensor", _DLTensor),
-        ("manager_ctx", ctypes.c_void_p),
-        ("deleter", ctypes.c_void_p),
-    ]
-
-
 def null_capsule(shape: tuple[int, ...]) -> tuple[object, list[object]]:
     """A legacy DLPack capsule of float32 ``shape`` whose data pointer is NULL."""
     shp = (ctypes.c_int64 * len(shape))(*shape)
-    m = _DLManagedTensor()
-    m.dl_tensor.data = None
-    m.dl_tensor.device = _DLDevice(1, 0)
+    m = DLManagedTensor()  # zeroed: NULL data, strides and deleter
+    m.dl_tensor.device = DLDevice(1, 0)
     m.dl_tensor.ndim = len(shape)
-    m.dl_tensor.dtype = _DLDataType(2, 32, 1)
+    m.dl_tensor.dtype = DLDataType(2, 32, 1)
     m.dl_tensor.shape = shp
-    m.dl_tensor.strides = None
-    m.deleter = None
-    new = ctypes.pythonapi.PyCapsule_New
-    new.restype = ctypes.py_object
-    new.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
-    cap = new(ctypes.addressof(m), b"dltensor", None)
+    cap = PyCapsule_New(ctypes.addressof(m), b"dltensor", None)
     return cap, [m, shp]  # keep the structures alive as long as the capsule
 
 
