@@ -20,6 +20,8 @@ namespace {
 
 OrthogonalOptions options(double gain, uint64_t key, uint64_t stream, int threads,
                           bool sign_correction, int64_t block) {
+  // threads sizes the slices and the OpenMP regions: 0 would loop forever.
+  if (threads < 1) throw std::invalid_argument("fastinit: threads must be >= 1");
   OrthogonalOptions o;
   o.gain = gain;
   o.key = key;
@@ -122,8 +124,13 @@ void register_orthogonal(py::module_& m) {
       },
       "The BLAS used by orthogonal initialization.");
 
-  m.def("set_num_threads", &blas_set_num_threads, py::arg("n"),
-        "Set OpenBLAS's thread count (fastinit sets it on every call to its own count).");
+  // Without the GIL: it waits for fastinit's BLAS lock, which a running orthogonal_ holds
+  // while its interrupt check takes the GIL for a moment (lock order: GIL never before it).
+  m.def(
+      "set_num_threads",
+      [](int n) { run_without_gil([&](const StopCheck&) { blas_set_num_threads(n); }); },
+      py::arg("n"),
+      "Set OpenBLAS's thread count (fastinit sets it on every call to its own count).");
   m.def("get_num_threads", &blas_num_threads);
 }
 

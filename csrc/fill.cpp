@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <thread>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -409,6 +410,22 @@ void scatter_constant_cpu(const BufferView& b, const Shard& s, double value,
   encode_value(value, b.dtype, pattern);
   for (const int64_t m : scatter_offsets(b, s, indices, count))
     std::memcpy(b.data + m * isz, pattern, isz);
+}
+
+namespace {
+std::atomic<int> g_kernels_in_flight{0};
+std::atomic<bool> g_exit_requested{false};
+}  // namespace
+
+void kernel_started() { g_kernels_in_flight.fetch_add(1, std::memory_order_acq_rel); }
+void kernel_finished() { g_kernels_in_flight.fetch_sub(1, std::memory_order_acq_rel); }
+bool exit_requested() { return g_exit_requested.load(std::memory_order_acquire); }
+
+void stop_kernels_at_exit() {
+  g_exit_requested.store(true, std::memory_order_release);
+  // A slice takes ~50 ms (an orthogonal block can take longer): 5 s covers any of them.
+  for (int i = 0; i < 5000 && g_kernels_in_flight.load(std::memory_order_acquire) > 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
 }
 
 void note_parallel_use() {

@@ -512,14 +512,14 @@ MatrixLayout matrix_layout(const BufferView& b, std::optional<int> column_axis) 
   // The sizes first: an empty matrix needs no offsets (a (2^31, 0) tensor must not allocate
   // 2^31 of them), and a side the 32-bit BLAS cannot address is refused before any allocation.
   MatrixLayout lay;
+  lay.rows = lay.cols = 0;
+  // An empty buffer's other extents are unchecked (their product may overflow): stop first.
+  for (int64_t e : b.shape)
+    if (e == 0) return lay;
   lay.rows = 1;
   lay.cols = 1;
   for (int dim : rdims) lay.rows *= b.shape[dim];  // products of extents of a valid buffer
   for (int dim : cdims) lay.cols *= b.shape[dim];
-  if (lay.rows == 0 || lay.cols == 0) {
-    lay.rows = lay.cols = 0;
-    return lay;
-  }
   check_blas_int(std::max(lay.rows, lay.cols), "max(rows, cols)");
   // Offsets in row-major order of the chosen dimensions (the first varies slowest).
   auto offsets = [&](const std::vector<int>& dims) {

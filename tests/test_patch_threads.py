@@ -189,6 +189,20 @@ def test_materialize_is_atomic_and_a_retry_gives_the_clean_result() -> None:
         assert torch.equal(p, q), n
 
 
+def test_a_failed_reset_leaves_a_kept_tensor_as_it_was() -> None:
+    # A tensor that was already real when materialize_ started is the caller's: a reset that
+    # writes it and then raises must not leave it overwritten.
+    FailsOnce.failures = 1
+    with torch.device("meta"):
+        model = FailsOnce()
+    loaded = nn.Parameter(torch.full((16, 8), 0.5))
+    model.weight = loaded
+    with pytest.raises(RuntimeError, match="reset failed"):
+        ft.materialize_(model, seed=3)
+    assert model.weight is loaded and bool((loaded == 0.5).all())
+    assert model.bias.is_meta
+
+
 # ----------------------------------------------------------------------------- R6: determinism
 
 

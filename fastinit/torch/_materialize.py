@@ -380,9 +380,11 @@ def _materialize_walk(
                             if id(t) not in own
                         ]
                         with torch.no_grad():
-                            reset()
-                            for t, copy in keep:
-                                t.copy_(copy)
+                            try:
+                                reset()
+                            finally:  # kept tensors are the caller's, even when reset fails
+                                for t, copy in keep:
+                                    t.copy_(copy)
                     else:
                         for f in mine:
                             if f.is_buffer:
@@ -782,9 +784,11 @@ def materialize_sharded_(
             if reset is not None:
                 keep = [(t, t.detach().clone()) for k, t, _ in own if k not in names]
                 with torch.no_grad():
-                    reset()
-                    for t, saved in keep:
-                        t.copy_(saved)
+                    try:
+                        reset()
+                    finally:  # kept tensors are the caller's, even when reset fails
+                        for t, saved in keep:
+                            t.copy_(saved)
                 continue
             for key, t, is_buffer in own:
                 if key not in names:

@@ -65,6 +65,16 @@ void note_parallel_use();
 bool single_threaded_after_fork();
 int get_num_threads();
 
+// Kernels running without the GIL, and interpreter exit. A daemon thread can be inside a
+// kernel slice when the main thread finishes finalizing and calls exit(), which tears down
+// OpenMP's pool and the process under the running kernel (a segfault). So every GIL-less call
+// counts itself in flight; at exit (a Py_AtExit handler, see gil.hpp) fastinit asks running
+// kernels to stop at their next slice boundary and waits for them (at most a few seconds).
+void kernel_started();
+void kernel_finished();
+bool exit_requested();
+void stop_kernels_at_exit();
+
 // Encodes a value already representable in the dtype as its bit pattern (little-endian).
 void encode_value(double x, DType t, void* out);
 

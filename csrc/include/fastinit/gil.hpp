@@ -16,6 +16,7 @@
 
 #include <cxxabi.h>
 
+#include <exception>
 #include <utility>
 
 #include "fastinit/fill.hpp"
@@ -32,27 +33,45 @@ inline bool interpreter_finalizing() {
 #endif
 }
 
+// Counts a GIL-less call as in flight for its lifetime (on every way out, the forced unwind
+// at interpreter exit included: the destructor only touches an atomic).
+struct KernelInFlight {
+  KernelInFlight() { kernel_started(); }
+  ~KernelInFlight() { kernel_finished(); }
+  KernelInFlight(const KernelInFlight&) = delete;
+  KernelInFlight& operator=(const KernelInFlight&) = delete;
+};
+
 // Runs f(stop) with the GIL released; stop is the StopCheck to hand to the kernels. Raises
-// the pending Python exception (KeyboardInterrupt) when a signal handler raised one.
+// the pending Python exception (KeyboardInterrupt) when a signal handler raised one. At
+// interpreter exit (stop_kernels_at_exit, registered here once per module) stop says "stop"
+// without touching Python, and the kernel ends at its next slice before the process does.
 template <class F>
 void run_without_gil(F&& f) {
+  static const bool at_exit_registered = Py_AtExit(&stop_kernels_at_exit) == 0;
+  (void)at_exit_registered;
   PyThreadState* ts = PyEval_SaveThread();
   bool raised = false;
   const StopCheck stop = [&]() -> bool {
+    if (exit_requested()) return true;
     PyEval_RestoreThread(ts);  // at interpreter exit: does not return (forced unwind)
     raised = PyErr_CheckSignals() != 0;
     ts = PyEval_SaveThread();
     return raised;
   };
-  try {
-    std::forward<F>(f)(stop);
-  } catch (abi::__forced_unwind&) {
-    throw;  // the thread is being ended at interpreter exit: the GIL is not ours to take
-  } catch (...) {
-    PyEval_RestoreThread(ts);
-    throw;
+  std::exception_ptr error;
+  {
+    const KernelInFlight in_flight;
+    try {
+      std::forward<F>(f)(stop);
+    } catch (abi::__forced_unwind&) {
+      throw;  // the thread is being ended at interpreter exit: the GIL is not ours to take
+    } catch (...) {
+      error = std::current_exception();
+    }
   }
-  PyEval_RestoreThread(ts);
+  PyEval_RestoreThread(ts);  // at interpreter exit: does not return (forced unwind)
+  if (error) std::rethrow_exception(error);
   if (raised) throw py::error_already_set();
 }
 
