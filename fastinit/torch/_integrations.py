@@ -322,7 +322,9 @@ _users = 0  # threads inside enter() + 1 while enable_global() is in force
 _drop_ins: DropIns = {}
 # (function object, its original code, the module whose namespace got the routing name)
 _installed: dict[tuple[str, str], tuple[types.FunctionType, types.CodeType]] = {}
-_clones: dict[tuple[str, str], types.FunctionType] = {}
+# (module, name) -> (the function the clone was made of, the clone); made again when the
+# module's attribute is another function object by the next install
+_clones: dict[tuple[str, str], tuple[types.FunctionType, types.FunctionType]] = {}
 _replacements: dict[tuple[str, str], Callable[..., Any]] = {}
 _route_keys: list[tuple[str, str]] = []
 _namespaces: set[str] = set()
@@ -373,9 +375,9 @@ class using_generator:
 
 def _original(module: str, name: str) -> Callable[..., Any]:
     """The original behaviour of a registered function (its clone while routed)."""
-    clone = _clones.get((module, name))
-    if clone is not None:
-        return clone
+    entry = _clones.get((module, name))
+    if entry is not None:
+        return entry[1]
     return getattr(sys.modules[module], name)  # type: ignore[no-any-return,unused-ignore]
 
 
@@ -390,7 +392,7 @@ def _route(index: int, *args: Any, **kwargs: Any) -> Any:
                 return replacement(*args, **kwargs)
             finally:
                 st.busy = False
-    return _clones[key](*args, **kwargs)
+    return _clones[key][1](*args, **kwargs)
 
 
 def _trampoline(fn: types.FunctionType, index: int) -> types.CodeType:
@@ -444,13 +446,16 @@ def _install_module(path: InitPath, module: types.ModuleType) -> None:
         fn = vars(module).get(name)
         if not isinstance(fn, types.FunctionType):
             continue  # a version of the library without it
-        if key not in _clones:
+        if str(getattr(fn, "__module__", "") or "").startswith("fastinit"):
+            continue  # fastinit's own drop-in bound there (e.g. by ``_patch.routed()``)
+        cached = _clones.get(key)
+        if cached is None or cached[0] is not fn:
             clone = types.FunctionType(
                 fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__
             )
             clone.__kwdefaults__ = fn.__kwdefaults__
             clone.__qualname__ = fn.__qualname__
-            _clones[key] = clone
+            _clones[key] = (fn, clone)
         replacement = _drop_ins[route] if isinstance(route, str) else route(_drop_ins)
         if key not in _route_keys:
             _route_keys.append(key)
