@@ -501,6 +501,8 @@ class _Loader(importlib.abc.Loader):
 
     def exec_module(self, module: types.ModuleType) -> None:
         module.__spec__.loader = self.inner  # type: ignore[union-attr]
+        if getattr(module, "__loader__", None) is self:
+            module.__loader__ = self.inner
         self.inner.exec_module(module)
         with _lock:
             if _users > 0:
