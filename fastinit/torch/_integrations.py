@@ -805,7 +805,10 @@ class _EmptyState(threading.local):
 
 _empty_state = _EmptyState()
 _empty_users = 0
-_register_parameter = torch.nn.Module.register_parameter
+# what ``nn.Module.register_parameter`` was when the outermost block entered (it may be an
+# outer wrapper, e.g. accelerate's ``init_empty_weights``): called through, and restored on
+# the last exit
+_register_parameter: Callable[..., Any] = torch.nn.Module.register_parameter
 
 
 def _register_parameter_on_meta(
@@ -830,9 +833,12 @@ class parameters_on_meta:
     the meta device (see :func:`fastinit.torch.empty_init`)."""
 
     def __enter__(self) -> parameters_on_meta:
-        global _empty_users
+        global _empty_users, _register_parameter
         with _lock:
             if _empty_users == 0:
+                current = torch.nn.Module.register_parameter
+                if current is not _register_parameter_on_meta:
+                    _register_parameter = current
                 torch.nn.Module.register_parameter = _register_parameter_on_meta  # type: ignore[method-assign]
             _empty_users += 1
         _empty_state.depth += 1
@@ -843,5 +849,9 @@ class parameters_on_meta:
         _empty_state.depth -= 1
         with _lock:
             _empty_users -= 1
-            if _empty_users == 0:
+            # restored only if still ours: whoever replaced it inside the block owns it now
+            if (
+                _empty_users == 0
+                and torch.nn.Module.register_parameter is _register_parameter_on_meta
+            ):
                 torch.nn.Module.register_parameter = _register_parameter  # type: ignore[method-assign]
