@@ -420,3 +420,50 @@ def test_run_model_bench_small() -> None:
     assert "model construction" in out.getvalue() and "FAIL" not in out.getvalue()
     with pytest.raises(ValueError, match="unknown dtype"):
         _bench_model.run_model_bench(["int8"], repeat=1, config=cfg, out=out)
+
+
+def test_empty_init_calls_through_and_restores_an_outer_register_parameter() -> None:
+    # e.g. accelerate's init_empty_weights: empty_init runs inside it and must neither bypass
+    # nor remove it
+    original = nn.Module.register_parameter
+    calls: list[str] = []
+
+    def wrapper(self: nn.Module, name: str, param: nn.Parameter | None) -> None:
+        calls.append(name)
+        original(self, name, param)
+
+    nn.Module.register_parameter = wrapper  # type: ignore[method-assign]
+    try:
+        with ft.empty_init():
+            lin = nn.Linear(4, 3)
+        assert nn.Module.register_parameter is wrapper
+        assert "weight" in calls and "bias" in calls
+        assert lin.weight.is_meta and not lin.bias.is_meta
+    finally:
+        nn.Module.register_parameter = original  # type: ignore[method-assign]
+    assert nn.Linear(2, 2).weight.device.type == "cpu"
+
+
+class _ComplexNormal(nn.Module):
+    """A parameter fastinit does not fill natively: torch's fallback draws its values."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.empty(8, 4, dtype=torch.complex64))
+
+    def reset_parameters(self) -> None:
+        nn.init.normal_(self.w)
+
+
+def test_materialize_torch_fallback_uses_the_per_thread_generator() -> None:
+    values = []
+    for torch_seed in (1, 2):
+        with torch.device("meta"):
+            model = _ComplexNormal()
+        torch.manual_seed(torch_seed)
+        state = torch.get_rng_state()
+        ft.materialize_(model, seed=0)
+        assert torch.equal(state, torch.get_rng_state())  # torch's RNG is left as it was
+        assert not model.w.is_meta and model.w.dtype == torch.complex64
+        values.append(model.w.detach().clone())
+    assert torch.equal(values[0], values[1])

@@ -264,3 +264,39 @@ def test_materialize_under_threads_equals_serial_and_leaves_torch_rng_alone() ->
         assert len(got) == len(expected)
         for a, b in zip(got, expected, strict=True):
             assert torch.equal(a, b)
+
+
+def test_routed_first_install_does_not_leave_fastinit_in_torch_for_other_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fastinit.torch import _patch
+
+    # as if nothing had been installed yet in this process: the first install happens while
+    # routed() has torch.nn.init's names bound to fastinit's drop-ins
+    monkeypatch.setattr(_integrations, "_clones", {})
+    with _patch.routed(), ft.patched():
+        pass
+    inside, done = threading.Event(), threading.Event()
+    got: dict[str, torch.Tensor] = {}
+
+    def patched_thread() -> None:
+        with ft.patched():
+            inside.set()
+            done.wait(30)
+
+    def other_thread() -> None:
+        inside.wait(30)
+        torch.manual_seed(5)
+        got["t"] = nn.init.normal_(torch.empty(64, 32))
+        done.set()
+
+    threads = [threading.Thread(target=f) for f in (patched_thread, other_thread)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert done.is_set() and "t" in got
+    torch.manual_seed(5)
+    expected = torch.empty(64, 32).normal_()
+    assert torch.equal(got["t"], expected)
+    assert _integrations.installed_functions() == []

@@ -322,7 +322,9 @@ _users = 0  # threads inside enter() + 1 while enable_global() is in force
 _drop_ins: DropIns = {}
 # (function object, its original code, the module whose namespace got the routing name)
 _installed: dict[tuple[str, str], tuple[types.FunctionType, types.CodeType]] = {}
-_clones: dict[tuple[str, str], types.FunctionType] = {}
+# (module, name) -> (the function the clone was made of, the clone); made again when the
+# module's attribute is another function object by the next install
+_clones: dict[tuple[str, str], tuple[types.FunctionType, types.FunctionType]] = {}
 _replacements: dict[tuple[str, str], Callable[..., Any]] = {}
 _route_keys: list[tuple[str, str]] = []
 _namespaces: set[str] = set()
@@ -373,9 +375,9 @@ class using_generator:
 
 def _original(module: str, name: str) -> Callable[..., Any]:
     """The original behaviour of a registered function (its clone while routed)."""
-    clone = _clones.get((module, name))
-    if clone is not None:
-        return clone
+    entry = _clones.get((module, name))
+    if entry is not None:
+        return entry[1]
     return getattr(sys.modules[module], name)  # type: ignore[no-any-return,unused-ignore]
 
 
@@ -390,7 +392,7 @@ def _route(index: int, *args: Any, **kwargs: Any) -> Any:
                 return replacement(*args, **kwargs)
             finally:
                 st.busy = False
-    return _clones[key](*args, **kwargs)
+    return _clones[key][1](*args, **kwargs)
 
 
 def _trampoline(fn: types.FunctionType, index: int) -> types.CodeType:
@@ -444,13 +446,16 @@ def _install_module(path: InitPath, module: types.ModuleType) -> None:
         fn = vars(module).get(name)
         if not isinstance(fn, types.FunctionType):
             continue  # a version of the library without it
-        if key not in _clones:
+        if str(getattr(fn, "__module__", "") or "").startswith("fastinit"):
+            continue  # fastinit's own drop-in bound there (e.g. by ``_patch.routed()``)
+        cached = _clones.get(key)
+        if cached is None or cached[0] is not fn:
             clone = types.FunctionType(
                 fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__
             )
             clone.__kwdefaults__ = fn.__kwdefaults__
             clone.__qualname__ = fn.__qualname__
-            _clones[key] = clone
+            _clones[key] = (fn, clone)
         replacement = _drop_ins[route] if isinstance(route, str) else route(_drop_ins)
         if key not in _route_keys:
             _route_keys.append(key)
@@ -496,6 +501,8 @@ class _Loader(importlib.abc.Loader):
 
     def exec_module(self, module: types.ModuleType) -> None:
         module.__spec__.loader = self.inner  # type: ignore[union-attr]
+        if getattr(module, "__loader__", None) is self:
+            module.__loader__ = self.inner
         self.inner.exec_module(module)
         with _lock:
             if _users > 0:
@@ -798,7 +805,10 @@ class _EmptyState(threading.local):
 
 _empty_state = _EmptyState()
 _empty_users = 0
-_register_parameter = torch.nn.Module.register_parameter
+# what ``nn.Module.register_parameter`` was when the outermost block entered (it may be an
+# outer wrapper, e.g. accelerate's ``init_empty_weights``): called through, and restored on
+# the last exit
+_register_parameter: Callable[..., Any] = torch.nn.Module.register_parameter
 
 
 def _register_parameter_on_meta(
@@ -823,9 +833,12 @@ class parameters_on_meta:
     the meta device (see :func:`fastinit.torch.empty_init`)."""
 
     def __enter__(self) -> parameters_on_meta:
-        global _empty_users
+        global _empty_users, _register_parameter
         with _lock:
             if _empty_users == 0:
+                current = torch.nn.Module.register_parameter
+                if current is not _register_parameter_on_meta:
+                    _register_parameter = current
                 torch.nn.Module.register_parameter = _register_parameter_on_meta  # type: ignore[method-assign]
             _empty_users += 1
         _empty_state.depth += 1
@@ -836,5 +849,9 @@ class parameters_on_meta:
         _empty_state.depth -= 1
         with _lock:
             _empty_users -= 1
-            if _empty_users == 0:
+            # restored only if still ours: whoever replaced it inside the block owns it now
+            if (
+                _empty_users == 0
+                and torch.nn.Module.register_parameter is _register_parameter_on_meta
+            ):
                 torch.nn.Module.register_parameter = _register_parameter  # type: ignore[method-assign]

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from .. import _fills, _orthogonal, _schemes
-from . import _dtensor
+from . import _dtensor, _integrations
 from ._target import (
     ORIGINALS,
     check_no_fixed_seed,
@@ -90,12 +90,22 @@ def _seed_of(tensor: Tensor, generator: torch.Generator | None) -> int:
     return draw_seed(generator) if seed is None else seed
 
 
+def _fallback_generator(
+    tensor: Tensor, generator: torch.Generator | None
+) -> torch.Generator | None:
+    """The generator of a torch fallback: ``generator``, else the one ``materialize_`` set for
+    this thread and the tensor's device, else None (torch's default generator)."""
+    if generator is not None:
+        return generator
+    return _integrations.thread_generator(tensor.device.type)
+
+
 def _torch_uniform(
     tensor: Tensor, a: float, b: float, generator: torch.Generator | None
 ) -> Callable[[], Tensor]:
     def fallback() -> Tensor:
         with torch.no_grad():
-            return tensor.uniform_(a, b, generator=generator)
+            return tensor.uniform_(a, b, generator=_fallback_generator(tensor, generator))
 
     return fallback
 
@@ -105,7 +115,7 @@ def _torch_normal(
 ) -> Callable[[], Tensor]:
     def fallback() -> Tensor:
         with torch.no_grad():
-            return tensor.normal_(mean, std, generator=generator)
+            return tensor.normal_(mean, std, generator=_fallback_generator(tensor, generator))
 
     return fallback
 
@@ -267,7 +277,9 @@ def trunc_normal_(
         )
 
     def fallback() -> Tensor:
-        return ORIGINALS["trunc_normal_"](tensor, mean, std, a, b, generator=generator)
+        return ORIGINALS["trunc_normal_"](
+            tensor, mean, std, a, b, generator=_fallback_generator(tensor, generator)
+        )
 
     return _random(tensor, _fills.trunc_normal_, (mean, std, a, b), generator, fallback)
 
@@ -456,7 +468,7 @@ def orthogonal_(
         _orthogonal.orthogonal_,
         (gain,),
         generator,
-        lambda: ORIGINALS["orthogonal_"](tensor, gain, generator),
+        lambda: ORIGINALS["orthogonal_"](tensor, gain, _fallback_generator(tensor, generator)),
     )
 
 
@@ -483,7 +495,7 @@ def sparse_(
         _schemes.sparse_,
         (sparsity, std),
         generator,
-        lambda: ORIGINALS["sparse_"](tensor, sparsity, std, generator),
+        lambda: ORIGINALS["sparse_"](tensor, sparsity, std, _fallback_generator(tensor, generator)),
     )
 
 

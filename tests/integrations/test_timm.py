@@ -128,6 +128,10 @@ def test_timm_imported_inside_patched_is_routed_then_restored() -> None:
         for name in ("trunc_normal_", "trunc_normal_tf_", "variance_scaling_", "lecun_normal_"):
             assert "_fastinit_route_" not in getattr(wi, name).__code__.co_names, name
         assert "_fastinit_route_" not in vars(wi)
+        for mod in list(sys.modules.values()):
+            for loader in (getattr(mod, "__loader__", None),
+                           getattr(getattr(mod, "__spec__", None), "loader", None)):
+                assert not type(loader).__module__.startswith("fastinit"), mod.__name__
         assert _integrations.installed_functions() == []
         assert not any(type(f).__module__.startswith("fastinit") for f in sys.meta_path)
         print("clean")
