@@ -342,15 +342,16 @@ def _materialize_walk(
                 # were not meta keep their values: while it runs, their slots hold scratch
                 # tensors (flagged _is_hf_initialized, so transformers skips them), and they
                 # are put back afterwards, untouched, whatever happens.
-                scratch: dict[int, Tensor] = {}
+                # id(kept tensor) -> (kept tensor, its scratch tensor)
+                scratch: dict[int, tuple[Tensor, Tensor]] = {}
                 for mod, key, is_buffer, t in kept:
                     if id(t) not in scratch:
                         s = torch.empty_like(t)
                         if not is_buffer:
                             s = nn.Parameter(s, requires_grad=t.requires_grad)
                         s._is_hf_initialized = True  # type: ignore[attr-defined]
-                        scratch[id(t)] = s
-                    (mod._buffers if is_buffer else mod._parameters)[key] = scratch[id(t)]  # type: ignore[assignment]
+                        scratch[id(t)] = (t, s)
+                    (mod._buffers if is_buffer else mod._parameters)[key] = scratch[id(t)][1]  # type: ignore[assignment]
                 try:
                     with (
                         _integrations.using_generator(_generators(device, _derive_seed(base, ""))),
@@ -360,7 +361,17 @@ def _materialize_walk(
                 finally:
                     for mod, key, is_buffer, t in kept:
                         (mod._buffers if is_buffer else mod._parameters)[key] = t  # type: ignore[assignment]
-                    del scratch
+                    # The initializer's ties (transformers' tie_weights sets the source
+                    # tensor on the target's module) may have copied a scratch tensor into
+                    # other slots: each gets the kept tensor, so the tie holds on it.
+                    back = {id(s): (s, t) for t, s in scratch.values()}
+                    for mod in module.modules():
+                        for slots in (mod._parameters, mod._buffers):
+                            for key, v in slots.items():
+                                hit = back.get(id(v))
+                                if hit is not None and hit[0] is v:
+                                    slots[key] = hit[1]  # type: ignore[index]
+                    del scratch, back
                 if bar is not None:
                     bar.update(sum(f.tensor.numel() for f in fresh if f.written()))
             # Modules whose fresh tensors no initializer wrote: their own reset, else the rule.
