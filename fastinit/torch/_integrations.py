@@ -313,6 +313,7 @@ class _ThreadState(threading.local):
         self.busy = False  # inside a routed call: nested calls take the original path
         self.modes: list[TorchFunctionMode] = []
         self.generators: dict[str, torch.Generator] | None = None
+        self.written: set[int] | None = None  # storages written in place (recording_writes)
 
 
 _state = _ThreadState()
@@ -366,6 +367,50 @@ class using_generator:
 
     def __exit__(self, *exc: object) -> None:
         _state.generators = self._old
+
+
+class recording_writes:
+    """Context manager: collect, in ``storages`` (a new set if None; it is yielded), the
+    storage addresses (``untyped_storage().data_ptr()``) of the tensors written in place on
+    this thread: torch's in-place methods seen by the :class:`_InitMode` and fastinit's native
+    fills. A write through ``t.data`` bumps the version counter of ``t.data``, not that of
+    ``t``; the storage tells both."""
+
+    def __init__(self, storages: set[int] | None = None) -> None:
+        self.storages: set[int] = set() if storages is None else storages
+        self._old: set[int] | None = None
+
+    def __enter__(self) -> set[int]:
+        self._old = _state.written
+        _state.written = self.storages
+        return self.storages
+
+    def __exit__(self, *exc: object) -> None:
+        _state.written = self._old
+
+
+def note_write(t: Any) -> None:
+    """Record ``t``'s storage as written, where :class:`recording_writes` is active."""
+    rec = _state.written
+    if rec is None or not isinstance(t, Tensor):
+        return
+    try:
+        ptr = t.untyped_storage().data_ptr()
+    except (RuntimeError, NotImplementedError):  # no plain storage (subclasses, functional)
+        return
+    if ptr:
+        rec.add(ptr)
+
+
+# In-place methods that write no values.
+_NOT_WRITES = frozenset({"requires_grad_", "share_memory_", "detach_", "retain_grad"})
+
+
+def _writes_in_place(func: Any) -> bool:
+    name = getattr(func, "__name__", "")
+    if name.startswith("__"):
+        return name in ("__setitem__", "__iadd__", "__isub__", "__imul__", "__itruediv__")
+    return name.endswith("_") and name not in _NOT_WRITES
 
 
 # --------------------------------------------------------------------------------------------
@@ -675,6 +720,8 @@ class _InitMode(TorchFunctionMode):
     ) -> Any:
         kwargs = {} if kwargs is None else kwargs
         st = _state
+        if st.written is not None and args and _writes_in_place(func):
+            note_write(args[0])
         if st.depth > 0 and not st.busy:
             if func in _METHODS:
                 st.busy = True

@@ -260,11 +260,22 @@ def materialize_(
 class _Fresh:
     """A tensor materialize_ allocated for a meta one, and how to tell it was written."""
 
-    __slots__ = ("is_buffer", "key", "mod", "qualname", "tensor", "version")
+    __slots__ = ("is_buffer", "key", "mod", "qualname", "storage", "tensor", "version", "writes")
 
-    def __init__(self, mod: nn.Module, qualname: str, key: str, t: Tensor, is_buffer: bool):
+    def __init__(
+        self,
+        mod: nn.Module,
+        qualname: str,
+        key: str,
+        t: Tensor,
+        is_buffer: bool,
+        writes: set[int],
+    ):
         self.mod, self.qualname, self.key = mod, qualname, key
         self.tensor, self.is_buffer, self.version = t, is_buffer, t._version
+        # Storages written in place while materialize_ runs the initializers: a write through
+        # t.data bumps t.data's version counter, not t's.
+        self.storage, self.writes = t.untyped_storage().data_ptr(), writes
 
     @property
     def name(self) -> str:
@@ -272,7 +283,11 @@ class _Fresh:
 
     def written(self) -> bool:
         slot = (self.mod._buffers if self.is_buffer else self.mod._parameters).get(self.key)
-        return slot is not self.tensor or self.tensor._version != self.version
+        return (
+            slot is not self.tensor
+            or self.tensor._version != self.version
+            or (self.storage != 0 and self.storage in self.writes)
+        )
 
 
 def _generators(device: torch.device, seed: int) -> dict[str, torch.Generator]:
@@ -297,6 +312,7 @@ def _materialize_walk(
     fresh: list[_Fresh] = []
     # (module, key, is buffer, tensor that was not meta)
     kept: list[tuple[nn.Module, str, bool, Tensor]] = []
+    writes: set[int] = set()  # filled under recording_writes below
 
     def allocate(t: Tensor, is_buffer: bool) -> tuple[Tensor, bool]:
         hit = replaced.get(id(t))
@@ -319,7 +335,7 @@ def _materialize_walk(
             new, is_new = allocate(t, is_buffer)
             (mod._buffers if is_buffer else mod._parameters)[key] = new  # type: ignore[assignment]
             if is_new:
-                fresh.append(_Fresh(mod, qualname, key, new, is_buffer))
+                fresh.append(_Fresh(mod, qualname, key, new, is_buffer, writes))
     if not fresh:
         return
     total = sum(f.tensor.numel() for f in fresh)
@@ -335,22 +351,23 @@ def _materialize_walk(
                     kept.append((mod, key, is_buffer, t))
     uncovered: list[str] = []
     try:
-        with _patch.patched():
+        with _patch.patched(), _integrations.recording_writes(writes):
             if entry is not None:
                 # The model's own initializer over the whole model, its random calls drawing
                 # from a generator of this call (not torch's global one). The tensors that
                 # were not meta keep their values: while it runs, their slots hold scratch
                 # tensors (flagged _is_hf_initialized, so transformers skips them), and they
                 # are put back afterwards, untouched, whatever happens.
-                scratch: dict[int, Tensor] = {}
+                # id(kept tensor) -> (kept tensor, its scratch tensor)
+                scratch: dict[int, tuple[Tensor, Tensor]] = {}
                 for mod, key, is_buffer, t in kept:
                     if id(t) not in scratch:
                         s = torch.empty_like(t)
                         if not is_buffer:
                             s = nn.Parameter(s, requires_grad=t.requires_grad)
                         s._is_hf_initialized = True  # type: ignore[attr-defined]
-                        scratch[id(t)] = s
-                    (mod._buffers if is_buffer else mod._parameters)[key] = scratch[id(t)]  # type: ignore[assignment]
+                        scratch[id(t)] = (t, s)
+                    (mod._buffers if is_buffer else mod._parameters)[key] = scratch[id(t)][1]  # type: ignore[assignment]
                 try:
                     with (
                         _integrations.using_generator(_generators(device, _derive_seed(base, ""))),
@@ -360,7 +377,17 @@ def _materialize_walk(
                 finally:
                     for mod, key, is_buffer, t in kept:
                         (mod._buffers if is_buffer else mod._parameters)[key] = t  # type: ignore[assignment]
-                    del scratch
+                    # The initializer's ties (transformers' tie_weights sets the source
+                    # tensor on the target's module) may have copied a scratch tensor into
+                    # other slots: each gets the kept tensor, so the tie holds on it.
+                    back = {id(s): (s, t) for t, s in scratch.values()}
+                    for mod in module.modules():
+                        for slots in (mod._parameters, mod._buffers):
+                            for key, v in slots.items():
+                                hit = back.get(id(v))
+                                if hit is not None and hit[0] is v:
+                                    slots[key] = hit[1]  # type: ignore[index]
+                    del scratch, back
                 if bar is not None:
                     bar.update(sum(f.tensor.numel() for f in fresh if f.written()))
             # Modules whose fresh tensors no initializer wrote: their own reset, else the rule.

@@ -95,6 +95,7 @@ def written(tensor: Tensor) -> Tensor:
     # as an in-place torch op would, so a stale saved tensor is still detected.
     with contextlib.suppress(RuntimeError):
         torch.autograd.graph.increment_version(tensor)
+    _integrations.note_write(tensor)
     return tensor
 
 

@@ -103,6 +103,54 @@ def test_is_hf_initialized_tensors_are_kept() -> None:
     assert abs(model.model.embed_tokens.weight.std().item() - 0.02) < 0.002
 
 
+def test_tied_target_of_a_kept_weight_gets_the_kept_tensor() -> None:
+    # lm_head.weight is tied to a real (kept) embedding: transformers' tie_weights runs while
+    # the kept slot holds a scratch tensor; the tie must end on the kept tensor, not on it.
+    with torch.device("meta"):
+        model = build("llama-tied")
+    loaded = torch.nn.Parameter(torch.full((1000, 64), 0.5))
+    model.model.embed_tokens.weight = loaded  # as if loaded from a checkpoint
+    ft.materialize_(model, seed=0)
+    assert model.model.embed_tokens.weight is loaded
+    assert model.lm_head.weight is loaded and (loaded == 0.5).all()
+    for mod in model.modules():
+        for t in (*mod._parameters.values(), *mod._buffers.values()):
+            assert t is None or not getattr(t, "_is_hf_initialized", False)
+
+
+class _DataInitConfig(transformers.PretrainedConfig):
+    model_type = "fastinit-data-init"
+
+    def __init__(self, hidden: int = 256, **kwargs: object) -> None:
+        self.hidden = hidden
+        super().__init__(**kwargs)
+
+
+class _DataInitModel(transformers.PreTrainedModel):
+    # Writes through .data, as some transformers models do (ConvBERT): .data has its own
+    # version counter, so only the storage tells that the weight was written.
+    config_class = _DataInitConfig
+
+    def __init__(self, config: _DataInitConfig) -> None:
+        super().__init__(config)
+        self.proj = torch.nn.Linear(config.hidden, config.hidden)
+        self.post_init()
+
+    def _init_weights(self, module: torch.nn.Module) -> None:
+        if isinstance(module, torch.nn.Linear):
+            module.weight.data.normal_(mean=0.0, std=0.02)
+            module.bias.data.zero_()
+
+
+def test_initializer_writes_through_data_are_kept() -> None:
+    with torch.device("meta"):
+        model = _DataInitModel(_DataInitConfig())
+    assert model.proj.weight.is_meta
+    ft.materialize_(model, seed=0)
+    assert abs(model.proj.weight.std().item() - 0.02) < 0.002
+    assert (model.proj.bias == 0).all()
+
+
 def test_importing_transformers_inside_patched_leaks_nothing() -> None:
     code = textwrap.dedent(
         """
