@@ -21,7 +21,7 @@ import numpy as np
 
 from . import _fills
 from ._buffer import shape_of
-from ._stream import resolve
+from ._stream import run_seeded
 
 __all__ = [
     "TRUNCATED_NORMAL_STDDEV_FACTOR",
@@ -849,23 +849,26 @@ def sparse_(
     local = shape_of(x)
     if math.prod(local) == 0:
         return x
-    # Resolve once (a Generator's stream is taken here), then fill the values on exactly that
-    # (key, stream); the zero pattern reads the same key on a stream derived from it.
-    key, stream = resolve(seed)
-    _fills.fill_at(x, "normal", (0.0, std), key, stream, global_shape, global_offset)
-    if num_zeros == 0:
-        return x
-    r0, c0 = (0, 0) if global_offset is None else (int(global_offset[0]), int(global_offset[1]))
-    r1, c1 = r0 + local[0], c0 + local[1]
-    pattern = sparse_pattern_stream(stream)
-    chunk = max(1, _SPARSE_CHUNK_KEYS // rows)
-    for start in range(c0, c1, chunk):
-        stop = min(start + chunk, c1)
-        zero_rows = sparse_zero_rows(rows, num_zeros, start, stop, key, pattern)
-        col = np.arange(start, stop, dtype=np.int64)[:, None]
-        inside = (zero_rows >= r0) & (zero_rows < r1)
-        flat = (zero_rows * cols + col)[inside]
-        _fills.scatter_constant_(
-            x, 0.0, flat, global_shape=global_shape, global_offset=global_offset
-        )
+
+    # One (key, stream) for the values and, on a stream derived from it, the zero pattern; a
+    # Generator's stream is taken only if the whole call succeeds (run_seeded).
+    def write(key: int, stream: int) -> None:
+        _fills.fill_at(x, "normal", (0.0, std), key, stream, global_shape, global_offset)
+        if num_zeros == 0:
+            return
+        r0, c0 = (0, 0) if global_offset is None else (int(global_offset[0]), int(global_offset[1]))
+        r1, c1 = r0 + local[0], c0 + local[1]
+        pattern = sparse_pattern_stream(stream)
+        chunk = max(1, _SPARSE_CHUNK_KEYS // rows)
+        for start in range(c0, c1, chunk):
+            stop = min(start + chunk, c1)
+            zero_rows = sparse_zero_rows(rows, num_zeros, start, stop, key, pattern)
+            col = np.arange(start, stop, dtype=np.int64)[:, None]
+            inside = (zero_rows >= r0) & (zero_rows < r1)
+            flat = (zero_rows * cols + col)[inside]
+            _fills.scatter_constant_(
+                x, 0.0, flat, global_shape=global_shape, global_offset=global_offset
+            )
+
+    run_seeded(seed, write)
     return x

@@ -524,3 +524,21 @@ def test_leaky_relu_gain_of_a_huge_slope_is_its_limit() -> None:
     x = np.ones((8, 8), np.float32)
     fastinit.kaiming_normal_(x, a=1e200, nonlinearity="leaky_relu", seed=0)
     assert np.all(x == 0.0)  # std ~ 5e-201 rounds to zero in float32
+
+
+def test_sparse_rejected_call_takes_no_stream() -> None:
+    # Found by the fuzz suite at 10^4 cases: sparse_ took the Generator's stream before the
+    # buffer was validated.
+    g = fastinit.Generator(0)
+    state = g.get_state()
+    x = np.zeros((8, 4), np.float32)
+    x.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        fastinit.sparse_(x, 0.5, seed=g)
+    assert g.get_state() == state
+    y = np.zeros((8, 4), np.float32)
+    fastinit.sparse_(y, 0.5, seed=g)
+    assert g.get_state() != state
+    ref = np.zeros((8, 4), np.float32)
+    fastinit.sparse_(ref, 0.5, seed=fastinit.Generator(0))
+    assert np.array_equal(y, ref)
