@@ -67,6 +67,15 @@ void register_fill(py::module_& m) {
       py::arg("global_shape") = py::none(), py::arg("global_offset") = py::none());
 
   m.def(
+      "stop_kernels_at_exit",
+      [] {
+        py::gil_scoped_release nogil;  // running kernels may need the GIL to finish
+        stop_kernels_at_exit();
+      },
+      "Called once at interpreter exit (atexit): no kernel starts after it, running ones stop "
+      "at their next slice, and it waits for them.");
+
+  m.def(
       "random_words",
       [](int64_t n, uint64_t key, uint64_t stream, uint64_t offset) {
         if (n < 0) throw std::invalid_argument("fastinit: n must be >= 0");

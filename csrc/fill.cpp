@@ -417,14 +417,16 @@ std::atomic<int> g_kernels_in_flight{0};
 std::atomic<bool> g_exit_requested{false};
 }  // namespace
 
-void kernel_started() { g_kernels_in_flight.fetch_add(1, std::memory_order_acq_rel); }
-void kernel_finished() { g_kernels_in_flight.fetch_sub(1, std::memory_order_acq_rel); }
-bool exit_requested() { return g_exit_requested.load(std::memory_order_acquire); }
+// Sequentially consistent on purpose: a starting kernel increments and then reads the flag,
+// the exit hook sets the flag and then reads the count; one of the two must see the other.
+void kernel_started() { g_kernels_in_flight.fetch_add(1); }
+void kernel_finished() { g_kernels_in_flight.fetch_sub(1); }
+bool exit_requested() { return g_exit_requested.load(); }
 
 void stop_kernels_at_exit() {
-  g_exit_requested.store(true, std::memory_order_release);
+  g_exit_requested.store(true);
   // A slice takes ~50 ms (an orthogonal block can take longer): 5 s covers any of them.
-  for (int i = 0; i < 5000 && g_kernels_in_flight.load(std::memory_order_acquire) > 0; ++i)
+  for (int i = 0; i < 5000 && g_kernels_in_flight.load() > 0; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
 }
 

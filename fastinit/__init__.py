@@ -6,6 +6,8 @@ the same call gives the same bits for any thread count, SIMD path, shard layout 
 
 from __future__ import annotations
 
+import atexit as _atexit
+
 from . import _core
 from ._config import __version__, config, show_config
 from ._fills import (
@@ -47,4 +49,7 @@ __all__ = [
     *_schemes_all,
 ]
 
-del _core
+# At interpreter exit no fastinit kernel starts and running ones (in daemon threads) stop at
+# their next slice, before the process is torn down under them (see gil.hpp).
+_atexit.register(_core.stop_kernels_at_exit)
+del _atexit, _core

@@ -68,8 +68,9 @@ int get_num_threads();
 // Kernels running without the GIL, and interpreter exit. A daemon thread can be inside a
 // kernel slice when the main thread finishes finalizing and calls exit(), which tears down
 // OpenMP's pool and the process under the running kernel (a segfault). So every GIL-less call
-// counts itself in flight; at exit (a Py_AtExit handler, see gil.hpp) fastinit asks running
-// kernels to stop at their next slice boundary and waits for them (at most a few seconds).
+// counts itself in flight; at exit (an atexit hook of the package, before finalization) no
+// new kernel starts, running ones stop at their next slice boundary, and the hook waits for
+// them (at most a few seconds).
 void kernel_started();
 void kernel_finished();
 bool exit_requested();

@@ -17,6 +17,7 @@
 #include <cxxabi.h>
 
 #include <exception>
+#include <stdexcept>
 #include <utility>
 
 #include "fastinit/fill.hpp"
@@ -33,27 +34,22 @@ inline bool interpreter_finalizing() {
 #endif
 }
 
-// Counts a GIL-less call as in flight for its lifetime (on every way out, the forced unwind
-// at interpreter exit included: the destructor only touches an atomic).
-struct KernelInFlight {
-  KernelInFlight() { kernel_started(); }
-  ~KernelInFlight() { kernel_finished(); }
-  KernelInFlight(const KernelInFlight&) = delete;
-  KernelInFlight& operator=(const KernelInFlight&) = delete;
-};
-
 // Runs f(stop) with the GIL released; stop is the StopCheck to hand to the kernels. Raises
-// the pending Python exception (KeyboardInterrupt) when a signal handler raised one. At
-// interpreter exit (stop_kernels_at_exit, registered here once per module) stop says "stop"
-// without touching Python, and the kernel ends at its next slice before the process does.
+// the pending Python exception (KeyboardInterrupt) when a signal handler raised one. Once the
+// interpreter has begun to exit (stop_kernels_at_exit, run by an atexit hook of the fastinit
+// package) no kernel starts, and a running one ends at its next slice with a RuntimeError,
+// before the process is torn down under it.
 template <class F>
 void run_without_gil(F&& f) {
-  static const bool at_exit_registered = Py_AtExit(&stop_kernels_at_exit) == 0;
-  (void)at_exit_registered;
+  kernel_started();  // before the check: the exit hook sees either this count or the refusal
+  if (exit_requested()) {
+    kernel_finished();
+    throw std::runtime_error("fastinit: the interpreter is exiting");
+  }
   PyThreadState* ts = PyEval_SaveThread();
-  bool raised = false;
+  bool raised = false, exiting = false;
   const StopCheck stop = [&]() -> bool {
-    if (exit_requested()) return true;
+    if (exit_requested()) return exiting = true;
     PyEval_RestoreThread(ts);  // at interpreter exit: does not return (forced unwind)
     raised = PyErr_CheckSignals() != 0;
     ts = PyEval_SaveThread();
@@ -61,7 +57,9 @@ void run_without_gil(F&& f) {
   };
   std::exception_ptr error;
   {
-    const KernelInFlight in_flight;
+    struct Finished {  // on every way out, the forced unwind at interpreter exit included
+      ~Finished() { kernel_finished(); }
+    } finished;
     try {
       std::forward<F>(f)(stop);
     } catch (abi::__forced_unwind&) {
@@ -73,6 +71,7 @@ void run_without_gil(F&& f) {
   PyEval_RestoreThread(ts);  // at interpreter exit: does not return (forced unwind)
   if (error) std::rethrow_exception(error);
   if (raised) throw py::error_already_set();
+  if (exiting) throw std::runtime_error("fastinit: the interpreter is exiting (buffer partly written)");
 }
 
 // A Python reference that lives across run_without_gil (an argument or a result). A
