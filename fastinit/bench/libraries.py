@@ -12,7 +12,6 @@ twice its size in memory at most.
 from __future__ import annotations
 
 import gc
-import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +24,8 @@ from scipy import stats
 
 import fastinit
 import fastinit.torch as ft
+
+from .rounds import summary_rows, timed_rounds
 
 __all__ = [
     "LIBRARY_MODELS",
@@ -303,42 +304,21 @@ def run_library_bench(
         ref = reference_of(built)
         del built
         gc.collect()
-        times: dict[str, list[float]] = {m: [] for m in chosen}
-        problems: dict[str, str | None] = {m: None for m in chosen}
-        for i in range(repeat):
-            shift = i % len(chosen)
-            for method in (*chosen[shift:], *chosen[:shift]):
-                gc.collect()
-                start = time.perf_counter()
-                built = spec.methods[method]()
-                elapsed = time.perf_counter() - start
-                times[method].append(elapsed)
-                problems[method] = problems[method] or check_against(built, ref)
-                del built
-                gc.collect()
-                if progress:
-                    print(
-                        f"{model} {method} {i + 1}/{repeat}: {elapsed:.3f} s",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-        rows: list[dict[str, Any]] = [
-            {
-                "model": model,
-                "description": spec.description,
-                "method": m,
-                "params": params,
-                "threads": torch.get_num_threads(),
-                "times_s": times[m],
-                "median_s": statistics.median(times[m]),
-                "min_s": min(times[m]),
-                "problem": problems[m],
-            }
-            for m in chosen
-        ]
-        reference = next((r["median_s"] for r in rows if r["method"] == "torch"), None)
-        for row in rows:
-            row["speedup"] = reference / row["median_s"] if reference else None
+
+        def build(method: str) -> tuple[float, str | None]:
+            gc.collect()
+            start = time.perf_counter()
+            built = spec.methods[method]()
+            elapsed = time.perf_counter() - start
+            problem = check_against(built, ref)
+            del built
+            gc.collect()
+            return elapsed, problem
+
+        times, problems = timed_rounds(chosen, repeat, build, model, progress)
+        rows = summary_rows(
+            chosen, times, problems, model=model, description=spec.description, params=params
+        )
     finally:
         torch.set_num_threads(saved[0])
         fastinit.set_num_threads(saved[1])

@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import gc
 import math
-import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -36,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .libraries import run_library_bench
+from .rounds import summary_rows, timed_rounds
 
 __all__ = [
     "FULL_CONFIG",
@@ -342,41 +342,20 @@ def run_model_bench(
         largest = max(dtypes, key=lambda n: _DTYPES[n].itemsize)
         _time_build("fill_", cfg, _DTYPES[largest])
         for name in dtypes:
-            times_of: dict[str, list[float]] = {m: [] for m in methods}
-            problems: dict[str, str | None] = {m: None for m in methods}
-            # Rounds (every method once per round) rather than one method's repeats in a row,
-            # each round starting one method later: slow drifts of a shared machine, and the
-            # state the previous build leaves the memory in, then hit every method alike.
-            for i in range(repeat):
-                shift = i % len(methods)
-                for method in (*methods[shift:], *methods[:shift]):
-                    elapsed, issue = _time_build(method, cfg, _DTYPES[name])
-                    times_of[method].append(elapsed)
-                    problems[method] = problems[method] or issue
-                    if progress:
-                        print(
-                            f"model {name} {method} {i + 1}/{repeat}: {elapsed:.3f} s",
-                            file=sys.stderr,
-                            flush=True,
-                        )
-            group: list[dict[str, Any]] = [
-                {
-                    "dtype": name,
-                    "method": method,
-                    "params": cfg.num_parameters,
-                    "layers": cfg.num_layers,
-                    "threads": torch.get_num_threads(),
-                    "times_s": times_of[method],
-                    "median_s": statistics.median(times_of[method]),
-                    "min_s": min(times_of[method]),
-                    "problem": problems[method],
-                }
-                for method in methods
-            ]
-            reference = next((r["median_s"] for r in group if r["method"] == "torch"), None)
-            for row in group:
-                row["speedup"] = reference / row["median_s"] if reference else None
-            rows += group
+            dtype = _DTYPES[name]
+
+            def build(method: str, dtype: torch.dtype = dtype) -> tuple[float, str | None]:
+                return _time_build(method, cfg, dtype)
+
+            times_of, problems = timed_rounds(methods, repeat, build, f"model {name}", progress)
+            rows += summary_rows(
+                methods,
+                times_of,
+                problems,
+                dtype=name,
+                params=cfg.num_parameters,
+                layers=cfg.num_layers,
+            )
     finally:
         torch.set_num_threads(saved[0])
         fastinit.set_num_threads(saved[1])

@@ -386,7 +386,7 @@ def _materialize_walk(
                             for key, v in slots.items():
                                 hit = back.get(id(v))
                                 if hit is not None and hit[0] is v:
-                                    slots[key] = hit[1]  # type: ignore[index]
+                                    slots[key] = hit[1]  # type: ignore[assignment]
                     del scratch, back
                 if bar is not None:
                     bar.update(sum(f.tensor.numel() for f in fresh if f.written()))
