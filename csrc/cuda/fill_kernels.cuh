@@ -80,13 +80,14 @@ FASTINIT_HD void fill_item(const FillParams& P, const cuda::DeviceLayout& L, cha
   const int64_t end = g0 + L.inner;
   // A spare slot of a run that needs fewer blocks: return before its block index is turned
   // into an element index, which may pass 2^63 - 1 at the end of the int64 range.
-  if (g0 / E + slot > (end - 1) / E) return;
-  const int64_t e0 = (g0 / E + slot) * E;  // global index of the block's first element
+  const int64_t block = g0 / E + slot;
+  if (block > (end - 1) / E) return;
+  const int64_t e0 = block * E;  // global index of the block's first element
   const int64_t lo = g0 > e0 ? g0 - e0 : 0;  // the block's elements [lo, hi) lie in the run
   const int64_t hi = end - e0 < E ? end - e0 : E;  // (e0 + E may pass 2^63 - 1)
-  if (hi <= lo) return;  // a spare slot of a run that needs fewer blocks
+  if (hi <= lo) return;  // an empty run
   Bits v[E];
-  block_values<D, T>(P, static_cast<uint64_t>(e0 / E), v);
+  block_values<D, T>(P, static_cast<uint64_t>(block), v);
   const int64_t off0 = m0 + (e0 - g0) * L.inner_m;  // memory offset of element e0
   if (lo == 0 && hi == E && L.inner_m == 1) {
     char* p = data + off0 * isz;

@@ -79,6 +79,18 @@ def _post_order(module: nn.Module) -> list[tuple[str, nn.Module]]:
     return out
 
 
+def _reset_keeping(reset: Callable[[], Any], kept: list[Tensor]) -> None:
+    """Run a module's ``reset()`` without grad, then put the ``kept`` tensors (real before
+    materialize_, so the caller's) back as they were, even when ``reset()`` raises."""
+    saved = [(t, t.detach().clone()) for t in kept]
+    with torch.no_grad():
+        try:
+            reset()
+        finally:
+            for t, copy in saved:
+                t.copy_(copy)
+
+
 def _reset_method(module: nn.Module) -> Callable[[], Any] | None:
     for attr in ("reset_parameters", "_reset_parameters"):
         method = getattr(module, attr, None)
@@ -401,17 +413,9 @@ def _materialize_walk(
                     reset = _reset_method(mod)
                     if reset is not None:
                         own = {id(f.tensor) for f in mine}
-                        keep = [
-                            (t, t.detach().clone())
-                            for _k, t, _ in _direct_tensors(mod)
-                            if id(t) not in own
-                        ]
-                        with torch.no_grad():
-                            try:
-                                reset()
-                            finally:  # kept tensors are the caller's, even when reset fails
-                                for t, copy in keep:
-                                    t.copy_(copy)
+                        _reset_keeping(
+                            reset, [t for _k, t, _ in _direct_tensors(mod) if id(t) not in own]
+                        )
                     else:
                         for f in mine:
                             if f.is_buffer:
@@ -809,13 +813,7 @@ def materialize_sharded_(
             torch.default_generator.manual_seed(_derive_seed(base, qualname))
             reset = _reset_method(mod)
             if reset is not None:
-                keep = [(t, t.detach().clone()) for k, t, _ in own if k not in names]
-                with torch.no_grad():
-                    try:
-                        reset()
-                    finally:  # kept tensors are the caller's, even when reset fails
-                        for t, saved in keep:
-                            t.copy_(saved)
+                _reset_keeping(reset, [t for k, t, _ in own if k not in names])
                 continue
             for key, t, is_buffer in own:
                 if key not in names:
