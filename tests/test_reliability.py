@@ -288,6 +288,7 @@ def test_null_data_pointer_is_a_buffer_error(call: str) -> None:
 
 # ----------------------------------------------------------------------------- fork
 
+
 def _under_asan() -> bool:
     """True when AddressSanitizer's runtime is loaded (tools/sanitize.sh preloads it)."""
     try:
