@@ -326,15 +326,17 @@ bool accumulate_reflectors(S* q, int64_t M, int64_t N, int64_t ld, bool row_majo
         T[at(p, k, ib)] = p <= k ? static_cast<S>(Td[k * nb + p]) : S(0);
 
     // Columns to the right: C = (I - V T V^T) C. The block's own rows of C are still zero, so
-    // V^T C needs only V's rows below the block. Interruptible float32 calls take the columns
-    // in slices: OpenBLAS's sgemm/strmm give each column the same bits whatever the slicing
-    // (checked by test_reliability on every build), its dgemm does not (a few ulps at some
-    // widths), so float64 keeps whole blocks and answers Ctrl-C once per block.
-    const bool sliced = opt.stop && sizeof(S) == 4;
+    // V^T C needs only V's rows below the block. float32 takes the columns in slices, so
+    // that Ctrl-C is answered within one; always, interruptible or not, because the slicing
+    // can change bits: OpenBLAS's AVX-512 sgemm gives each column the same bits for any width,
+    // its AVX2 kernels (Haswell and Zen core types) do not (up to ~1e-7 apart, measured on
+    // AMD Zen 5). float64 keeps whole blocks (dgemm differs by width on every core type) and
+    // answers Ctrl-C once per block.
+    const bool sliced = sizeof(S) == 4;
     const int64_t cslice = !sliced ? c : (opt.slice_cols > 0 ? opt.slice_cols : kSliceCols);
     if (bi != nblocks - 1 && opt.stop && opt.stop()) return false;
     for (int64_t c0 = 0; c0 < c; c0 += cslice) {
-      if (c0 > 0 && opt.stop()) return false;
+      if (c0 > 0 && opt.stop && opt.stop()) return false;
       const int64_t cn = std::min(cslice, c - c0);
       const S* V2 = V + at(ib, 0, ldv);
       const S* C2 = q + at(i + ib, i + ib + c0, ld);

@@ -560,17 +560,23 @@ except KeyboardInterrupt:
 
 @pytest.mark.parametrize("shape", [(1500, 1400), (1400, 1500), (3000, 700), (700, 3000)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
-def test_orthogonal_slices_change_no_bit(shape: tuple[int, int], dtype: type) -> None:
-    """The interruptible float32 path updates the trailing columns in slices; every slicing
-    gives the bits of one whole BLAS call per block."""
+def test_orthogonal_slicing_changes_only_rounding(shape: tuple[int, int], dtype: type) -> None:
+    """float32 updates the trailing columns in fixed slices (2048 columns; here narrower, to
+    slice these shapes). Another width gives the same matrix up to rounding, and the same bits
+    on OpenBLAS's AVX-512 core types, whose sgemm rounds a column alike for any width; its AVX2
+    kernels do not (measured), which is why the width is fixed rather than chosen per call."""
     blas = fastinit._orthogonal.load_blas()
     threads = fastinit.get_num_threads()
     ref = np.empty(shape, dtype)
     blas.orthogonal(ref, 1.0, 7, 3, None, threads, True, 0, 1 << 40)
+    atol = 1e-6 if dtype == np.float32 else 2.0**-12  # float16: 1 ulp below 1/2
+    same_bits = blas.info()["corename"].lower() in {"skylakex", "cooperlake", "sapphirerapids"}
     for cols in (512, 300, 64):
         x = np.empty(shape, dtype)
         blas.orthogonal(x, 1.0, 7, 3, None, threads, True, 0, cols)
-        assert x.tobytes() == ref.tobytes(), cols
+        np.testing.assert_allclose(x.astype(np.float64), ref, rtol=0, atol=atol, err_msg=str(cols))
+        if same_bits:
+            assert x.tobytes() == ref.tobytes(), cols
 
 
 # ----------------------------------------------------------------------------- torch at the core
