@@ -529,12 +529,18 @@ def test_interrupted_fill_leaves_whole_slices_and_the_rest_untouched() -> None:
             sys.executable,
             "-c",
             """
-import os, signal, threading
+import os, signal, threading, time
 import numpy as np
 import fastinit
 fastinit.set_num_threads(1)
 x = np.full(1 << 25, 5.0, np.float64)
-threading.Timer(0.05, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+def interrupt():
+    # Once the fill has written its first element (one thread fills in order), so the signal
+    # lands inside the fill however slow the machine (a fixed delay could land before it).
+    while x[0] == 5.0:
+        time.sleep(0.0002)
+    os.kill(os.getpid(), signal.SIGINT)
+threading.Thread(target=interrupt, daemon=True).start()
 try:
     fastinit.normal_(x, seed=7)
     print("DONE")
