@@ -153,6 +153,10 @@ FASTINIT_KERNEL_NS_BEGIN
 template <class L, class V, class S, int N>
 FASTINIT_HD void clamp_values(V (&y)[N], S lo, S hi) {
   const auto l = L::splat(lo), h = L::splat(hi);
+  // Unrolled so the values stay in registers (a loop made GCC keep them on the stack).
+#if !defined(__CUDACC__)
+#pragma GCC unroll 4
+#endif
   for (int k = 0; k < N; ++k) {
     y[k] = L::sel(y[k] < l, l, y[k]);
     y[k] = L::sel(y[k] > h, h, y[k]);
