@@ -302,7 +302,7 @@ inline PReg p_hi(PReg a) { return _mm256_shuffle_epi32(a, 0xF5); }
 // a ^ b ^ c where a (the fresh high word) is on the round's critical path and b ^ c is not:
 // xoring b and c first makes a round multiply -> shuffle -> xor (5 cycles) instead of ending in
 // two dependent xors (6). AVX2 Philox is bound by that latency, not by its ports (measured:
-// 18% more Philox throughput on Zen 4). The empty asm keeps GCC from reassociating the xors.
+// 10-20% less time for Philox alone on Zen 4). The empty asm keeps GCC from reassociating.
 inline PReg p_xor3(PReg a, PReg b, PReg c) {
   PReg t = _mm256_xor_si256(b, c);
   __asm__("" : "+x"(t));
