@@ -3,8 +3,10 @@
 # FASTINIT_CUDA (cache variable, also read from the environment by pyproject.toml):
 #   AUTO  build it when a CUDA compiler is found AND this machine has an NVIDIA driver (the
 #         default): a machine without a GPU does not spend minutes compiling device code it
-#         cannot run. With nvidia-smi, only the architectures of the GPUs present are built.
-#         Says why not otherwise.
+#         cannot run. With nvidia-smi, only the architectures of the GPUs present are built,
+#         as far as this nvcc can target them (a GPU older than its oldest architecture is
+#         left out; one newer than its newest gets PTX of the newest). Says why not otherwise;
+#         AUTO never fails the build for want of a usable compiler or GPU.
 #   ON    build it (for every default architecture) or fail the configuration
 #   OFF   never build it
 # nvcc is looked for in CUDACXX / CMAKE_CUDA_COMPILER, then $CUDA_HOME, $CUDA_PATH,
@@ -74,16 +76,11 @@ if(_fastinit_cuda_mode STREQUAL "AUTO")
                     OUTPUT_VARIABLE _fastinit_caps RESULT_VARIABLE _fastinit_smi_rc
                     ERROR_QUIET OUTPUT_STRIP_TRAILING_WHITESPACE)
     if(_fastinit_smi_rc EQUAL 0 AND _fastinit_caps MATCHES "^[0-9]")
-      string(REPLACE "." "" _fastinit_caps "${_fastinit_caps}")
-      string(REGEX REPLACE "[ \t\r\n]+" ";" _fastinit_caps "${_fastinit_caps}")
-      list(REMOVE_DUPLICATES _fastinit_caps)
-      list(SORT _fastinit_caps COMPARE NATURAL)  # the PTX below is for the oldest GPU
-      list(TRANSFORM _fastinit_caps APPEND "-real")
-      list(GET _fastinit_caps 0 _fastinit_first)
-      string(REPLACE "-real" "-virtual" _fastinit_first "${_fastinit_first}")
-      set(FASTINIT_CUDA_ARCHITECTURES "${_fastinit_caps};${_fastinit_first}" CACHE STRING
-          "CUDA_ARCHITECTURES of fastinit._cuda (see cmake/cuda.cmake)")
-      message(STATUS "fastinit: FASTINIT_CUDA=AUTO: building for the GPUs of this machine only")
+      # "8.6\n9.0" -> 86;90, matched against nvcc's own list once nvcc is known (below).
+      string(REPLACE "." "" _fastinit_gpu_caps "${_fastinit_caps}")
+      string(REGEX REPLACE "[ \t\r\n]+" ";" _fastinit_gpu_caps "${_fastinit_gpu_caps}")
+      list(REMOVE_DUPLICATES _fastinit_gpu_caps)
+      list(SORT _fastinit_gpu_caps COMPARE NATURAL)
     endif()
   endif()
 endif()
@@ -97,6 +94,70 @@ if(NOT CMAKE_CUDA_COMPILER)
   endif()
   message(STATUS "fastinit: CUDA module not built (FASTINIT_CUDA=AUTO): ${_fastinit_cuda_why}")
   return()
+endif()
+
+# --- AUTO with nvidia-smi: the GPUs' architectures that this nvcc can target. CUDA 13 dropped
+#     compute capability < 7.5, and a GPU newer than the toolkit has no SASS target: such a
+#     GPU runs PTX of nvcc's newest architecture (the driver compiles it); an older one cannot
+#     run this nvcc's code at all. nvcc --list-gpu-arch (CUDA >= 11) names what it targets;
+#     without it the GPUs' own list is used as is.
+if(_fastinit_gpu_caps AND NOT DEFINED CACHE{FASTINIT_CUDA_ARCHITECTURES})
+  execute_process(COMMAND "${CMAKE_CUDA_COMPILER}" --list-gpu-arch
+                  OUTPUT_VARIABLE _fastinit_nvcc_archs RESULT_VARIABLE _fastinit_nvcc_rc
+                  ERROR_QUIET OUTPUT_STRIP_TRAILING_WHITESPACE)
+  string(REGEX MATCHALL "compute_[0-9]+" _fastinit_nvcc_archs "${_fastinit_nvcc_archs}")
+  list(TRANSFORM _fastinit_nvcc_archs REPLACE "compute_" "")
+  set(_fastinit_real "")
+  set(_fastinit_virtual "")
+  set(_fastinit_too_old "")
+  if(_fastinit_nvcc_rc EQUAL 0 AND _fastinit_nvcc_archs)
+    list(SORT _fastinit_nvcc_archs COMPARE NATURAL)
+    list(GET _fastinit_nvcc_archs 0 _fastinit_oldest)
+    foreach(_c IN LISTS _fastinit_gpu_caps)
+      # SASS where nvcc targets the GPU's own architecture; otherwise PTX of the newest
+      # architecture below it (a GPU newer than the toolkit, or a revision it does not list),
+      # which the driver compiles; nothing for a GPU older than all of them.
+      set(_below "")
+      foreach(_a IN LISTS _fastinit_nvcc_archs)
+        if(NOT _a GREATER _c)
+          set(_below "${_a}")
+        endif()
+      endforeach()
+      if(_below STREQUAL _c)
+        list(APPEND _fastinit_real "${_c}-real")
+      elseif(_below)
+        list(APPEND _fastinit_virtual "${_below}-virtual")
+      else()
+        list(APPEND _fastinit_too_old "${_c}")
+      endif()
+    endforeach()
+  else()
+    list(TRANSFORM _fastinit_gpu_caps APPEND "-real" OUTPUT_VARIABLE _fastinit_real)
+  endif()
+  if(_fastinit_too_old)
+    list(TRANSFORM _fastinit_too_old REPLACE "([0-9])$" ".\\1")  # 61 -> 6.1
+    string(REPLACE ";" ", " _fastinit_text "${_fastinit_too_old}")
+    string(REGEX REPLACE "([0-9])$" ".\\1" _fastinit_oldest_text "${_fastinit_oldest}")
+    message(STATUS "fastinit: FASTINIT_CUDA=AUTO: leaving out the GPUs of compute capability "
+                   "${_fastinit_text}: this nvcc targets ${_fastinit_oldest_text} and newer")
+  endif()
+  if(NOT _fastinit_real AND NOT _fastinit_virtual)
+    message(STATUS "fastinit: CUDA module not built (FASTINIT_CUDA=AUTO): no GPU of this machine "
+                   "can run code from this nvcc; install a CUDA toolkit that supports them, or "
+                   "set FASTINIT_CUDA=ON to build for the default architectures anyway")
+    return()
+  endif()
+  # SASS for each GPU, and PTX for the oldest of them (as for the defaults below).
+  if(_fastinit_real)
+    list(GET _fastinit_real 0 _fastinit_first)
+    string(REPLACE "-real" "-virtual" _fastinit_first "${_fastinit_first}")
+    list(APPEND _fastinit_virtual "${_fastinit_first}")
+  endif()
+  list(REMOVE_DUPLICATES _fastinit_virtual)
+  set(_fastinit_archs ${_fastinit_real} ${_fastinit_virtual})
+  set(FASTINIT_CUDA_ARCHITECTURES "${_fastinit_archs}" CACHE STRING
+      "CUDA_ARCHITECTURES of fastinit._cuda (see cmake/cuda.cmake)")
+  message(STATUS "fastinit: FASTINIT_CUDA=AUTO: building for the GPUs of this machine only")
 endif()
 
 enable_language(CUDA)
