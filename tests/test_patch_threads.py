@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import math
 import threading
+import types
 
 import numpy as np
 import pytest
@@ -300,3 +301,20 @@ def test_routed_first_install_does_not_leave_fastinit_in_torch_for_other_threads
     expected = torch.empty(64, 32).normal_()
     assert torch.equal(got["t"], expected)
     assert _integrations.installed_functions() == []
+
+
+
+def test_a_call_that_entered_a_trampoline_before_leaving_still_completes() -> None:
+    """A thread may be inside a routed function's trampoline at the moment the last
+    patched() leaves and restores every function's code: the trampoline must still reach the
+    router (which then runs torch's own code), however late it looks it up. Simulated
+    deterministically by keeping the trampoline code and calling it after leaving."""
+    with ft.patched():
+        trampoline = nn.init.constant_.__code__
+        assert _integrations._ROUTE_NAME in trampoline.co_names
+    assert nn.init.constant_.__code__ is not trampoline
+    late = types.FunctionType(trampoline, nn.init.constant_.__globals__, "constant_")
+    t = torch.empty(3)
+    late(t, 2.5)
+    assert torch.equal(t, torch.full((3,), 2.5))
+    assert _integrations._ROUTE_NAME not in vars(nn.init)

@@ -24,8 +24,10 @@ So fastinit never replaces a binding. Two mechanisms, both undone exactly:
 A library that is not imported costs nothing: its entries are installed when the library
 finishes importing (an import hook is active while anything is installed) and its functions
 get their own code back when the last user leaves. Nothing else is touched: leaving
-restores every function's code, removes the routing name from the modules that got one, and
-removes the import hook.
+restores every function's code and removes the import hook. (The trampolines find
+:func:`_route` through ``sys.modules``, not through a name added to the library's module: a
+thread already inside a trampoline when another thread leaves must still reach it, and then
+runs the original code.)
 
 Threads: routing is per thread. :func:`enter` / :func:`leave` (what ``patched()`` uses) turn
 it on for the calling thread only; :func:`enable_global` / :func:`disable_global` (what
@@ -321,14 +323,14 @@ _lock = threading.RLock()
 _global = False
 _users = 0  # threads inside enter() + 1 while enable_global() is in force
 _drop_ins: DropIns = {}
-# (function object, its original code, the module whose namespace got the routing name)
+# (function object, its original code)
 _installed: dict[tuple[str, str], tuple[types.FunctionType, types.CodeType]] = {}
 # (module, name) -> (the function the clone was made of, the clone); made again when the
 # module's attribute is another function object by the next install
 _clones: dict[tuple[str, str], tuple[types.FunctionType, types.FunctionType]] = {}
 _replacements: dict[tuple[str, str], Callable[..., Any]] = {}
 _route_keys: list[tuple[str, str]] = []
-_namespaces: set[str] = set()
+# The name the trampolines call _route by (tests look for it in a function's co_names).
 _ROUTE_NAME = "_fastinit_route_"
 
 
@@ -440,6 +442,9 @@ def _route(index: int, *args: Any, **kwargs: Any) -> Any:
     return _clones[key][1](*args, **kwargs)
 
 
+_fastinit_route_ = _route  # what the trampolines call (_ROUTE_NAME)
+
+
 def _trampoline(fn: types.FunctionType, index: int) -> types.CodeType:
     """Code with ``fn``'s signature that calls ``_route(index, ...)`` with every argument."""
     code = fn.__code__
@@ -471,9 +476,11 @@ def _trampoline(fn: types.FunctionType, index: int) -> types.CodeType:
     if any(p.kind is p.POSITIONAL_ONLY for p in sig.parameters.values()):
         last = max(i for i, p in enumerate(sig.parameters.values()) if p.kind is p.POSITIONAL_ONLY)
         params.insert(last + 1, "/")
+    # sys.modules, not a global of the library's module: see the module docstring.
     src = (
         f"def {code.co_name}({', '.join(params)}):\n"
-        f"    return {_ROUTE_NAME}({index}, {', '.join(call)})\n"
+        f"    return __import__('sys').modules[{__name__!r}].{_ROUTE_NAME}"
+        f"({index}, {', '.join(call)})\n"
     )
     scope: dict[str, Any] = {}
     exec(compile(src, code.co_filename, "exec"), scope)
@@ -506,8 +513,6 @@ def _install_module(path: InitPath, module: types.ModuleType) -> None:
             _route_keys.append(key)
         index = _route_keys.index(key)
         code = fn.__code__
-        vars(module)[_ROUTE_NAME] = _route
-        _namespaces.add(path.module)
         fn.__code__ = _trampoline(fn, index)
         _installed[key] = (fn, code)
         _replacements[key] = replacement
@@ -525,11 +530,6 @@ def _uninstall() -> None:
         fn.__code__ = code
     _installed.clear()
     _replacements.clear()
-    for modname in _namespaces:
-        module = sys.modules.get(modname)
-        if module is not None:
-            vars(module).pop(_ROUTE_NAME, None)
-    _namespaces.clear()
     if _finder in sys.meta_path:
         sys.meta_path.remove(_finder)
 
