@@ -303,7 +303,6 @@ def test_routed_first_install_does_not_leave_fastinit_in_torch_for_other_threads
     assert _integrations.installed_functions() == []
 
 
-
 def test_a_call_that_entered_a_trampoline_before_leaving_still_completes() -> None:
     """A thread may be inside a routed function's trampoline at the moment the last
     patched() leaves and restores every function's code: the trampoline must still reach the
