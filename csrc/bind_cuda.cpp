@@ -12,6 +12,7 @@
 #include "fastinit/buffer.hpp"
 #include "fastinit/dlpack.hpp"
 #include "fastinit/fill.hpp"
+#include "fastinit/gil.hpp"
 #include "fastinit/native_state.hpp"
 #include "fastinit/prelude.hpp"
 
@@ -72,6 +73,11 @@ cuda::DeviceLayout whole_layout(const BufferView& b) {
 
 }  // namespace fastinit
 
+// Every call that leaves the GIL does so through run_without_gil, as the CPU bindings do: a
+// daemon thread still in a call when the interpreter exits is ended there by a forced unwind,
+// which pybind11's gil_scoped_release (re-taking the GIL in a destructor) turns into
+// std::terminate; run_without_gil refuses new calls once exit has begun and lets the unwind
+// pass.
 PYBIND11_MODULE(_cuda, m) {
   using namespace fastinit;
   m.doc() = "fastinit CUDA kernels (private; loaded by fastinit._cuda_backend for CUDA buffers)";
@@ -83,8 +89,9 @@ PYBIND11_MODULE(_cuda, m) {
          uintptr_t cuda_stream) {
         FillJob j =
             prepare_fill(target, kDLCUDA, dist, params, key, stream, global_shape, global_offset);
-        py::gil_scoped_release nogil;
-        cuda::fill(j.L, j.P, j.b.data, j.b.device_id, cuda_stream);
+        run_without_gil([&](const StopCheck&) {
+          cuda::fill(j.L, j.P, j.b.data, j.b.device_id, cuda_stream);
+        });
       },
       py::arg("target"), py::arg("dist"), py::arg("params"), py::arg("key"), py::arg("stream"),
       py::arg("global_shape") = py::none(), py::arg("global_offset") = py::none(), py::kw_only(),
@@ -101,8 +108,9 @@ PYBIND11_MODULE(_cuda, m) {
         make_shard(b, global_shape, global_offset);  // validated for symmetry with the fills
         const cuda::DeviceLayout L = whole_layout(b);
         const uint64_t pattern = pattern_of(value, b.dtype);
-        py::gil_scoped_release nogil;
-        cuda::constant(L, dtype_size(b.dtype), pattern, b.data, b.device_id, cuda_stream);
+        run_without_gil([&](const StopCheck&) {
+          cuda::constant(L, dtype_size(b.dtype), pattern, b.data, b.device_id, cuda_stream);
+        });
       },
       py::arg("target"), py::arg("value"), py::arg("global_shape") = py::none(),
       py::arg("global_offset") = py::none(), py::kw_only(), py::arg("cuda_stream") = 0);
@@ -117,9 +125,10 @@ PYBIND11_MODULE(_cuda, m) {
         const Shard s = make_shard(b, global_shape, global_offset);
         const uint64_t pattern = pattern_of(value, b.dtype);
         const std::vector<int64_t> offsets = scatter_offsets(b, s, indices.data(), indices.size());
-        py::gil_scoped_release nogil;
-        cuda::scatter(offsets.data(), static_cast<int64_t>(offsets.size()), dtype_size(b.dtype),
+        run_without_gil([&](const StopCheck&) {
+          cuda::scatter(offsets.data(), static_cast<int64_t>(offsets.size()), dtype_size(b.dtype),
                       pattern, b.data, b.device_id, cuda_stream);
+        });
       },
       py::arg("target"), py::arg("value"), py::arg("indices"), py::arg("global_shape") = py::none(),
       py::arg("global_offset") = py::none(), py::kw_only(), py::arg("cuda_stream") = 0);
@@ -172,8 +181,9 @@ PYBIND11_MODULE(_cuda, m) {
          uint64_t key, uint64_t stream, py::object global_shape, py::object global_offset) {
         FillJob j =
             prepare_fill(target, kDLCPU, dist, params, key, stream, global_shape, global_offset);
-        py::gil_scoped_release nogil;
-        cuda::emulate_fill(j.L, j.P, j.b.data);
+        run_without_gil([&](const StopCheck&) {
+          cuda::emulate_fill(j.L, j.P, j.b.data);
+        });
       },
       py::arg("target"), py::arg("dist"), py::arg("params"), py::arg("key"), py::arg("stream"),
       py::arg("global_shape") = py::none(), py::arg("global_offset") = py::none());
@@ -184,8 +194,9 @@ PYBIND11_MODULE(_cuda, m) {
         require_device(b, kDLCPU);
         const cuda::DeviceLayout L = whole_layout(b);
         const uint64_t pattern = pattern_of(value, b.dtype);
-        py::gil_scoped_release nogil;
-        cuda::emulate_constant(L, dtype_size(b.dtype), pattern, b.data);
+        run_without_gil([&](const StopCheck&) {
+          cuda::emulate_constant(L, dtype_size(b.dtype), pattern, b.data);
+        });
       },
       py::arg("target"), py::arg("value"));
 }

@@ -434,9 +434,16 @@ print("ok")
 # looping `x.normal_()` on a 2**24 torch tensor while the main thread exits: std::terminate in
 # 12 of 12 runs, torch 2.13.0), and fastinit's torch path makes such calls around the kernel
 # (`__dlpack__`, the version bump), so that variant would test torch.
-@pytest.mark.parametrize("kind", ["numpy", "orthogonal"])
+@pytest.mark.parametrize("kind", ["numpy", "orthogonal", "cuda-emulated"])
 def test_interpreter_exit_during_a_kernel(kind: str) -> None:
     # R9: a daemon thread inside a kernel at exit ended in std::terminate (exit code 134).
+    # "cuda-emulated": the CUDA module's bindings, through its CPU emulation of the kernels
+    # (the same GIL release as its launches; no GPU needed).
+    if kind == "cuda-emulated":
+        try:
+            from fastinit import _cuda  # noqa: F401
+        except ImportError:
+            pytest.skip("fastinit was built without its CUDA module")
     for delay in (0.05, 0.2, 0.4):
         r = run_python(
             f"""
@@ -454,6 +461,9 @@ def loop():
     while True:
         if kind == "orthogonal":
             fastinit.orthogonal_(np.empty((1024, 1024), np.float32))
+        elif kind == "cuda-emulated":
+            from fastinit import _cuda
+            _cuda._emulate_fill(x, "normal", [0.0, 1.0], 1, 0)
         else:
             fastinit.normal_(x)
 
