@@ -54,7 +54,7 @@ struct FillJob {
 
 FillJob prepare_fill(py::handle target, DLDeviceType device_type, const std::string& dist,
                      const std::vector<double>& params, uint64_t key, uint64_t stream,
-                     const py::object& global_shape, const py::object& global_offset) {
+                     py::handle global_shape, py::handle global_offset) {
   FillJob j{acquire_buffer(target), {}, {}};
   require_device(j.b, device_type);
   const Shard s = make_shard(j.b, global_shape, global_offset);
@@ -77,7 +77,8 @@ cuda::DeviceLayout whole_layout(const BufferView& b) {
 // daemon thread still in a call when the interpreter exits is ended there by a forced unwind,
 // which pybind11's gil_scoped_release (re-taking the GIL in a destructor) turns into
 // std::terminate; run_without_gil refuses new calls once exit has begun and lets the unwind
-// pass.
+// pass. For the same reason the arguments are handles, not owning objects, whose release on
+// that unwind would run without the GIL (see HeldRef in gil.hpp).
 PYBIND11_MODULE(_cuda, m) {
   using namespace fastinit;
   m.doc() = "fastinit CUDA kernels (private; loaded by fastinit._cuda_backend for CUDA buffers)";
@@ -85,7 +86,7 @@ PYBIND11_MODULE(_cuda, m) {
   m.def(
       "fill",
       [](py::handle target, const std::string& dist, const std::vector<double>& params,
-         uint64_t key, uint64_t stream, py::object global_shape, py::object global_offset,
+         uint64_t key, uint64_t stream, py::handle global_shape, py::handle global_offset,
          uintptr_t cuda_stream) {
         FillJob j =
             prepare_fill(target, kDLCUDA, dist, params, key, stream, global_shape, global_offset);
@@ -101,7 +102,7 @@ PYBIND11_MODULE(_cuda, m) {
 
   m.def(
       "constant",
-      [](py::handle target, double value, py::object global_shape, py::object global_offset,
+      [](py::handle target, double value, py::handle global_shape, py::handle global_offset,
          uintptr_t cuda_stream) {
         BufferView b = acquire_buffer(target);
         require_device(b, kDLCUDA);
@@ -117,14 +118,19 @@ PYBIND11_MODULE(_cuda, m) {
 
   m.def(
       "scatter_constant",
-      [](py::handle target, double value,
-         const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& indices,
-         py::object global_shape, py::object global_offset, uintptr_t cuda_stream) {
+      [](py::handle target, double value, py::handle indices, py::handle global_shape,
+         py::handle global_offset, uintptr_t cuda_stream) {
         BufferView b = acquire_buffer(target);
         require_device(b, kDLCUDA);
         const Shard s = make_shard(b, global_shape, global_offset);
         const uint64_t pattern = pattern_of(value, b.dtype);
-        const std::vector<int64_t> offsets = scatter_offsets(b, s, indices.data(), indices.size());
+        std::vector<int64_t> offsets;
+        {  // arguments are handles and the converted array is released here, with the GIL
+          auto arr =
+              py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(indices);
+          if (!arr) throw py::type_error("fastinit: indices must be convertible to an int64 array");
+          offsets = scatter_offsets(b, s, arr.data(), arr.size());
+        }
         run_without_gil([&](const StopCheck&) {
           cuda::scatter(offsets.data(), static_cast<int64_t>(offsets.size()), dtype_size(b.dtype),
                       pattern, b.data, b.device_id, cuda_stream);
@@ -178,7 +184,7 @@ PYBIND11_MODULE(_cuda, m) {
   m.def(
       "_emulate_fill",
       [](py::handle target, const std::string& dist, const std::vector<double>& params,
-         uint64_t key, uint64_t stream, py::object global_shape, py::object global_offset) {
+         uint64_t key, uint64_t stream, py::handle global_shape, py::handle global_offset) {
         FillJob j =
             prepare_fill(target, kDLCPU, dist, params, key, stream, global_shape, global_offset);
         run_without_gil([&](const StopCheck&) {
