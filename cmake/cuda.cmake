@@ -5,8 +5,8 @@
 #         default): a machine without a GPU does not spend minutes compiling device code it
 #         cannot run. With nvidia-smi, only the architectures of the GPUs present are built,
 #         as far as this nvcc can target them (a GPU older than its oldest architecture is
-#         left out; one newer than its newest gets PTX of the newest). Says why not otherwise;
-#         AUTO never fails the build for want of a usable compiler or GPU.
+#         left out; one newer than its newest gets PTX of the newest). Says why not otherwise:
+#         AUTO does not fail the build for want of a usable compiler or GPU (with CUDA >= 11).
 #   ON    build it (for every default architecture) or fail the configuration
 #   OFF   never build it
 # nvcc is looked for in CUDACXX / CMAKE_CUDA_COMPILER, then $CUDA_HOME, $CUDA_PATH,
@@ -79,6 +79,7 @@ if(_fastinit_cuda_mode STREQUAL "AUTO")
       # "8.6\n9.0" -> 86;90, matched against nvcc's own list once nvcc is known (below).
       string(REPLACE "." "" _fastinit_gpu_caps "${_fastinit_caps}")
       string(REGEX REPLACE "[ \t\r\n]+" ";" _fastinit_gpu_caps "${_fastinit_gpu_caps}")
+      list(FILTER _fastinit_gpu_caps INCLUDE REGEX "^[0-9]+$")  # drops "[N/A]" lines
       list(REMOVE_DUPLICATES _fastinit_gpu_caps)
       list(SORT _fastinit_gpu_caps COMPARE NATURAL)
     endif()
@@ -100,7 +101,7 @@ endif()
 #     compute capability < 7.5, and a GPU newer than the toolkit has no SASS target: such a
 #     GPU runs PTX of nvcc's newest architecture (the driver compiles it); an older one cannot
 #     run this nvcc's code at all. nvcc --list-gpu-arch (CUDA >= 11) names what it targets;
-#     without it the GPUs' own list is used as is.
+#     an older nvcc gets the GPUs' own list as is (and may then fail on a GPU it cannot target).
 if(_fastinit_gpu_caps AND NOT DEFINED CACHE{FASTINIT_CUDA_ARCHITECTURES})
   execute_process(COMMAND "${CMAKE_CUDA_COMPILER}" --list-gpu-arch
                   OUTPUT_VARIABLE _fastinit_nvcc_archs RESULT_VARIABLE _fastinit_nvcc_rc
@@ -114,17 +115,22 @@ if(_fastinit_gpu_caps AND NOT DEFINED CACHE{FASTINIT_CUDA_ARCHITECTURES})
     list(SORT _fastinit_nvcc_archs COMPARE NATURAL)
     list(GET _fastinit_nvcc_archs 0 _fastinit_oldest)
     foreach(_c IN LISTS _fastinit_gpu_caps)
-      # SASS where nvcc targets the GPU's own architecture; otherwise PTX of the newest
-      # architecture below it (a GPU newer than the toolkit, or a revision it does not list),
-      # which the driver compiles; nothing for a GPU older than all of them.
+      # The newest architecture nvcc targets at or below the GPU's: its SASS when it has the
+      # GPU's major version (SASS runs on later minor revisions of its major), else its PTX,
+      # which the driver compiles (a GPU newer than the toolkit); nothing for a GPU older
+      # than all of them.
       set(_below "")
       foreach(_a IN LISTS _fastinit_nvcc_archs)
         if(NOT _a GREATER _c)
           set(_below "${_a}")
         endif()
       endforeach()
-      if(_below STREQUAL _c)
-        list(APPEND _fastinit_real "${_c}-real")
+      math(EXPR _c_major "${_c} / 10")
+      if(_below)
+        math(EXPR _below_major "${_below} / 10")
+      endif()
+      if(_below AND _below_major EQUAL _c_major)
+        list(APPEND _fastinit_real "${_below}-real")
       elseif(_below)
         list(APPEND _fastinit_virtual "${_below}-virtual")
       else()
@@ -153,6 +159,7 @@ if(_fastinit_gpu_caps AND NOT DEFINED CACHE{FASTINIT_CUDA_ARCHITECTURES})
     string(REPLACE "-real" "-virtual" _fastinit_first "${_fastinit_first}")
     list(APPEND _fastinit_virtual "${_fastinit_first}")
   endif()
+  list(REMOVE_DUPLICATES _fastinit_real)
   list(REMOVE_DUPLICATES _fastinit_virtual)
   set(_fastinit_archs ${_fastinit_real} ${_fastinit_virtual})
   set(FASTINIT_CUDA_ARCHITECTURES "${_fastinit_archs}" CACHE STRING

@@ -71,6 +71,8 @@ def configure(tmp_path: Path, caps: list[str]) -> str:
         timeout=600,
     )
     assert r.returncode == 0, r.stdout + r.stderr
+    if "no working CUDA compiler" in r.stdout:
+        pytest.skip(f"CMake cannot use {NVCC} here (e.g. an unsupported host compiler)")
     return "\n".join(line for line in r.stdout.splitlines() if "fastinit:" in line)
 
 
@@ -94,14 +96,25 @@ def test_auto_builds_for_the_gpus_present_and_leaves_out_what_nvcc_cannot_target
     oldest, newest = archs[0], archs[-1]
     too_old = oldest - 1  # e.g. 7.4 with CUDA 13, whose oldest is 7.5
     too_new = newest + 10  # a GPU newer than this toolkit
-    caps = [f"{c // 10}.{c % 10}" for c in (too_old, oldest, newest, too_new)]
-    log = configure(tmp_path, caps)
+    # A revision nvcc does not list, after one of the same major that it does (7.6 after 7.5
+    # with CUDA 13): that one's SASS runs it.
+    unlisted = next(c for c in range(oldest + 1, newest) if c not in archs)
+    same_major = max(a for a in archs if a < unlisted)
+    assert same_major // 10 == unlisted // 10
+    caps = [f"{c // 10}.{c % 10}" for c in (too_old, oldest, unlisted, newest, too_new)]
+    log = configure(tmp_path, [*caps, "[N/A]"])
     assert f"leaving out the GPUs of compute capability {caps[0]}" in log, log
     assert "building for the GPUs of this machine only" in log, log
     # SASS for the GPUs nvcc targets, PTX of the newest architecture for the newer GPU, and
     # PTX of the oldest GPU's architecture (for GPUs added later).
     assert sorted(archs_line(log)) == sorted(
-        {f"{oldest}-real", f"{newest}-real", f"{newest}-virtual", f"{oldest}-virtual"}
+        {
+            f"{oldest}-real",
+            f"{same_major}-real",
+            f"{newest}-real",
+            f"{newest}-virtual",
+            f"{oldest}-virtual",
+        }
     ), log
 
 
