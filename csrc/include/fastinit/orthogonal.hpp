@@ -89,8 +89,9 @@ struct OrthogonalOptions {
   int64_t block = 0;            // reflectors per block (0: 128, or 256 when N >= 2048)
   // Asked between slices of the work (see fill.hpp); true stops the call, leaving the buffer
   // partly written. Slices: a few column blocks of phase 1, each block of phase 2, and in
-  // float32 at most slice_cols trailing columns per BLAS call (0: kSliceCols), which gives
-  // every column the same bits as one call (tests check it); float64 is not sliced further.
+  // float32 at most slice_cols trailing columns per BLAS call (0: kSliceCols), whether or not
+  // stop is set (the slice width can change bits with OpenBLAS's AVX2 sgemm); float64 is not
+  // sliced further.
   std::function<bool()> stop;
   int64_t slice_cols = 0;
 };
