@@ -126,9 +126,7 @@ PYBIND11_MODULE(_cuda, m) {
         const uint64_t pattern = pattern_of(value, b.dtype);
         std::vector<int64_t> offsets;
         {  // arguments are handles and the converted array is released here, with the GIL
-          auto arr =
-              py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(indices);
-          if (!arr) throw py::type_error("fastinit: indices must be convertible to an int64 array");
+          const auto arr = int64_indices(indices);
           offsets = scatter_offsets(b, s, arr.data(), arr.size());
         }
         run_without_gil([&](const StopCheck&) {

@@ -56,8 +56,7 @@ void register_fill(py::module_& m) {
         BufferView b = acquire_buffer(target);
         require_host_memory(b, "the CPU kernels");
         const Shard s = make_shard(b, global_shape, global_offset);
-        auto arr = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(indices);
-        if (!arr) throw py::type_error("fastinit: indices must be convertible to an int64 array");
+        auto arr = int64_indices(indices);
         const int64_t* idx = arr.data();
         const int64_t n = arr.size();
         const HeldRef keep(std::move(arr));  // arguments here are handles (see HeldRef)

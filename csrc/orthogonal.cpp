@@ -332,8 +332,8 @@ bool accumulate_reflectors(S* q, int64_t M, int64_t N, int64_t ld, bool row_majo
     // its AVX2 kernels (Haswell and Zen core types) do not (up to ~1e-7 apart, measured on
     // AMD Zen 5). float64 keeps whole blocks (dgemm differs by width on every core type) and
     // answers Ctrl-C once per block.
-    const bool sliced = sizeof(S) == 4;
-    const int64_t cslice = !sliced ? c : (opt.slice_cols > 0 ? opt.slice_cols : kSliceCols);
+    const int64_t cslice =
+        sizeof(S) != 4 ? c : (opt.slice_cols > 0 ? opt.slice_cols : kSliceCols);
     if (bi != nblocks - 1 && opt.stop && opt.stop()) return false;
     for (int64_t c0 = 0; c0 < c; c0 += cslice) {
       if (c0 > 0 && opt.stop && opt.stop()) return false;

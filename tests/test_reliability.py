@@ -440,10 +440,7 @@ def test_interpreter_exit_during_a_kernel(kind: str) -> None:
     # "cuda-emulated": the CUDA module's bindings, through its CPU emulation of the kernels
     # (the same GIL release as its launches; no GPU needed).
     if kind == "cuda-emulated":
-        try:
-            from fastinit import _cuda  # noqa: F401
-        except ImportError:
-            pytest.skip("fastinit was built without its CUDA module")
+        pytest.importorskip("fastinit._cuda", reason="fastinit was built without its CUDA module")
     for delay in (0.05, 0.2, 0.4):
         r = run_python(
             f"""

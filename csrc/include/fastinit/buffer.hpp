@@ -19,6 +19,15 @@ FASTINIT_CORE_API BufferView acquire_buffer(py::handle obj);
 FASTINIT_CORE_API Shard make_shard(const BufferView& b, py::handle global_shape,
                                    py::handle global_offset);
 
+// scatter_constant's indices as a C-contiguous int64 array (a copy only where a conversion is
+// needed); TypeError when they cannot be converted.
+inline py::array_t<int64_t, py::array::c_style | py::array::forcecast> int64_indices(
+    py::handle indices) {
+  auto arr = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(indices);
+  if (!arr) throw py::type_error("fastinit: indices must be convertible to an int64 array");
+  return arr;
+}
+
 // Raises BufferError unless the CPU can address the buffer's memory (DLPack CPU, CUDA-host
 // or CUDA-managed memory); `who` names the caller in the message.
 FASTINIT_CORE_API void require_host_memory(const BufferView& b, const char* who);
