@@ -270,6 +270,18 @@ inline void philox_lanes(uint64_t block, uint64_t key, uint64_t stream, typename
 }
 
 #if defined(__AVX512F__) || defined(__AVX2__)
+// Which block each 32-bit lane of a native vector of philox_vec's output holds. Lanes are
+// independent through every transform, so the order only decides how many shuffles put the
+// elements in memory order afterwards; each order is chosen for its output path (AVX2 only:
+// AVX-512's cross-lane permutes cost the same as its in-lane ones, so it keeps kBlocks).
+//   kBlocks:      0 1 2 3 4 5 6 7 (float64, whose lanes are split into halves of a vector).
+//   kTranspose32: 0 2 4 6 | 1 3 5 7 (float32): an in-lane 4x4 transpose of the four word
+//                 vectors then leaves blocks 2i and 2i+1 in output vector i, as in memory.
+//   kPairs16:     0 1 4 5 | 2 3 6 7 (16-bit): one 32-bit unpack pair of the packed words
+//                 gives blocks 0-3 and 4-7, as in memory.
+// Neither needs a cross-lane shuffle (3-cycle latency and a single port on Intel and Zen).
+enum class LaneOrder { kBlocks, kTranspose32, kPairs16 };
+
 // Philox on x86 SIMD without recombining even and odd lanes in every round: each 32-bit
 // counter word lives in the low half of a 64-bit lane, so mul_epu32 leaves the 32x32 product
 // in place: its low half is already the new low word and the high word is one shift away.
@@ -287,8 +299,10 @@ inline PReg p_mul(PReg a, PReg b) { return _mm512_mul_epu32(a, b); }
 inline PReg p_hi(PReg a) { return _mm512_shuffle_epi32(a, static_cast<_MM_PERM_ENUM>(0xF5)); }
 inline PReg p_xor3(PReg a, PReg b, PReg c) { return _mm512_ternarylogic_epi32(a, b, c, 0x96); }
 inline PReg p_add64(PReg a, PReg b) { return _mm512_add_epi64(a, b); }
+template <LaneOrder>
 inline PReg p_lane_index() { return _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0); }
 // Low 32-bit halves of a's and b's 64-bit lanes, a's first.
+template <LaneOrder>
 inline PReg p_pack(PReg a, PReg b) {
   const __m512i idx = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
   return _mm512_permutex2var_epi32(a, idx, b);
@@ -309,10 +323,18 @@ inline PReg p_xor3(PReg a, PReg b, PReg c) {
   return _mm256_xor_si256(t, a);
 }
 inline PReg p_add64(PReg a, PReg b) { return _mm256_add_epi64(a, b); }
-inline PReg p_lane_index() { return _mm256_set_epi64x(3, 2, 1, 0); }
+// Lanes of a (and of b, 4 blocks on) hold blocks 0 2 1 3 for kTranspose32, else 0 1 2 3.
+template <LaneOrder O>
+inline PReg p_lane_index() {
+  return O == LaneOrder::kTranspose32 ? _mm256_set_epi64x(3, 1, 2, 0) : _mm256_set_epi64x(3, 2, 1, 0);
+}
+template <LaneOrder O>
 inline PReg p_pack(PReg a, PReg b) {
-  // [a0 a1 b0 b1 | a2 a3 b2 b3] (low halves), then put the 64-bit pairs in order.
+  // The low halves as [a0 a1 b0 b1 | a2 a3 b2 b3]: one in-lane shuffle. That is already the
+  // order kPairs16 and kTranspose32 want (see LaneOrder); kBlocks puts the 64-bit pairs in
+  // block order with a cross-lane permute.
   const __m256 s = _mm256_shuffle_ps(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b), 0x88);
+  if constexpr (O != LaneOrder::kBlocks) return _mm256_castps_si256(s);
   return _mm256_permute4x64_epi64(_mm256_castps_si256(s), 0xD8);
 }
 #endif
@@ -333,54 +355,71 @@ struct KeySchedule {
   }
 };
 
-// Ten rounds on both halves of a group at once. One round of one half is a dependency chain
-// of multiply (3-4 cycles), shuffle and xor, about 6 cycles; a half alone keeps only two such
-// chains in flight (GCC emitted the halves as two separate round loops), which left the
-// multiply and shuffle ports idle most of the time. Interleaving the halves doubles the
-// independent chains, and full unrolling drops the loop and lets the key operands be
-// addressed directly.
-__attribute__((always_inline)) inline void philox_halves(PReg& a0, PReg& a1, PReg& a2, PReg& a3, PReg& b0, PReg& b1, PReg& b2,
-                          PReg& b3, const KeySchedule& ks) {
+// Ten rounds on N sets of W/2 blocks at once (s[j] = the four words of set j, one block per
+// 64-bit lane). One round of one set is two dependency chains of multiply (3-5 cycles),
+// shuffle and xor; a set alone leaves the multiply and shuffle ports idle most of the time, so
+// the sets' rounds are interleaved, fully unrolled (the key operands are then addressed
+// directly).
+template <int N>
+__attribute__((always_inline)) inline void philox_sets(PReg (&s)[N][4], const KeySchedule& ks) {
   const PReg m0 = p_set64(kPhiloxM0), m1 = p_set64(kPhiloxM1);
 #pragma GCC unroll 10
   for (int r = 0; r < 10; ++r) {
-    const PReg pa0 = p_mul(a0, m0), pb0 = p_mul(b0, m0);
-    const PReg pa1 = p_mul(a2, m1), pb1 = p_mul(b2, m1);
-    a0 = p_xor3(p_hi(pa1), a1, ks.k[2 * r]);
-    b0 = p_xor3(p_hi(pb1), b1, ks.k[2 * r]);
-    a2 = p_xor3(p_hi(pa0), a3, ks.k[2 * r + 1]);
-    b2 = p_xor3(p_hi(pb0), b3, ks.k[2 * r + 1]);
-    a1 = pa1;
-    b1 = pb1;
-    a3 = pa0;
-    b3 = pb0;
+    PReg p0[N], p1[N];
+#pragma GCC unroll 4
+    for (int j = 0; j < N; ++j) {
+      p0[j] = p_mul(s[j][0], m0);
+      p1[j] = p_mul(s[j][2], m1);
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < N; ++j) {
+      s[j][0] = p_xor3(p_hi(p1[j]), s[j][1], ks.k[2 * r]);
+      s[j][2] = p_xor3(p_hi(p0[j]), s[j][3], ks.k[2 * r + 1]);
+      s[j][1] = p1[j];
+      s[j][3] = p0[j];
+    }
   }
 }
 
+// The starting words of a set of W/2 blocks from `block` on, in lane order O.
+template <LaneOrder O>
+__attribute__((always_inline)) inline void philox_init(uint64_t block, uint64_t stream,
+                                                       PReg (&s)[4]) {
+  // 64-bit block indices of each lane; the counter words are their low and high halves.
+  const PReg b = p_add64(p_set64(block), p_lane_index<O>());
+  s[0] = b;
+  s[1] = p_hi(b);
+  s[2] = p_set64(stream & 0xFFFFFFFFu);
+  s[3] = p_set64(stream >> 32);
+}
+
+template <LaneOrder O>
 __attribute__((always_inline)) inline void philox_vec(uint64_t block, uint64_t stream, const KeySchedule& ks, VecLanes::U32& x0,
                        VecLanes::U32& x1, VecLanes::U32& x2, VecLanes::U32& x3) {
-  constexpr int H = FASTINIT_VEC_W / 2;  // blocks per half
-  // 64-bit block indices of each lane; the counter words are their low and high halves.
-  const PReg ba = p_add64(p_set64(block), p_lane_index());
-  const PReg bb = p_add64(p_set64(block + H), p_lane_index());
-  PReg a0 = ba, a1 = p_hi(ba), a2 = p_set64(stream & 0xFFFFFFFFu), a3 = p_set64(stream >> 32);
-  PReg b0 = bb, b1 = p_hi(bb), b2 = a2, b3 = a3;
-  philox_halves(a0, a1, a2, a3, b0, b1, b2, b3, ks);
-  x0 = reinterpret_cast<VecLanes::U32>(p_pack(a0, b0));
-  x1 = reinterpret_cast<VecLanes::U32>(p_pack(a1, b1));
-  x2 = reinterpret_cast<VecLanes::U32>(p_pack(a2, b2));
-  x3 = reinterpret_cast<VecLanes::U32>(p_pack(a3, b3));
+  constexpr int H = FASTINIT_VEC_W / 2;  // blocks per set
+  PReg s[2][4];
+  philox_init<O>(block, stream, s[0]);
+  philox_init<O>(block + H, stream, s[1]);
+  philox_sets<2>(s, ks);
+  x0 = reinterpret_cast<VecLanes::U32>(p_pack<O>(s[0][0], s[1][0]));
+  x1 = reinterpret_cast<VecLanes::U32>(p_pack<O>(s[0][1], s[1][1]));
+  x2 = reinterpret_cast<VecLanes::U32>(p_pack<O>(s[0][2], s[1][2]));
+  x3 = reinterpret_cast<VecLanes::U32>(p_pack<O>(s[0][3], s[1][3]));
 }
 
 #if FASTINIT_VEC_W == 8
 // One half of a pair's blocks, out of line: inlined twice, the sixteen state registers of the
-// second half and the outputs of the first exceed AVX2's sixteen registers and spill.
+// second half and the outputs of the first exceed AVX2's sixteen registers and spill. (Four
+// sets interleaved in one function spill too: measured 1.3x slower than two calls.)
+template <LaneOrder O>
 __attribute__((noinline)) void philox_vec_half(uint64_t block, uint64_t stream,
                                                const KeySchedule& ks, VecLanes::U32 (&x)[4]) {
-  philox_vec(block, stream, ks, x[0], x[1], x[2], x[3]);
+  philox_vec<O>(block, stream, ks, x[0], x[1], x[2], x[3]);
 }
 
-// The paired AVX2 lanes: blocks 0..7 in the lo vectors, 8..15 in the hi vectors.
+// The paired AVX2 lanes: blocks 0..7 in the lo vectors, 8..15 in the hi vectors (each in
+// order O).
+template <LaneOrder O>
 __attribute__((always_inline)) inline void philox_vec(uint64_t block, uint64_t stream,
                                                       const KeySchedule& ks,
                                                       Pair<VecLanes::U32>& x0,
@@ -388,8 +427,8 @@ __attribute__((always_inline)) inline void philox_vec(uint64_t block, uint64_t s
                                                       Pair<VecLanes::U32>& x2,
                                                       Pair<VecLanes::U32>& x3) {
   VecLanes::U32 lo[4], hi[4];
-  philox_vec_half(block, stream, ks, lo);
-  philox_vec_half(block + FASTINIT_VEC_W, stream, ks, hi);
+  philox_vec_half<O>(block, stream, ks, lo);
+  philox_vec_half<O>(block + FASTINIT_VEC_W, stream, ks, hi);
   x0 = {lo[0], hi[0]};
   x1 = {lo[1], hi[1]};
   x2 = {lo[2], hi[2]};
@@ -406,9 +445,14 @@ inline void emit_group(const FillParams& P, const KS& ks, uint64_t block, void* 
   using F32 = typename L::F32;
   U32 x0, x1, x2, x3;
 #if defined(FASTINIT_X86_SIMD)
-  if constexpr (L::W > 1)
-    philox_vec(block, P.stream, ks, x0, x1, x2, x3);
-  else
+  if constexpr (L::W > 1) {
+    // The AVX2 pairs' output paths below expect their lane orders; AVX-512 keeps blocks.
+    constexpr bool pairs = FASTINIT_VEC_W == 8 && L::W == 2 * FASTINIT_VEC_W;
+    constexpr LaneOrder O = !pairs || T == DType::F64 ? LaneOrder::kBlocks
+                            : T == DType::F32        ? LaneOrder::kTranspose32
+                                                     : LaneOrder::kPairs16;
+    philox_vec<O>(block, P.stream, ks, x0, x1, x2, x3);
+  } else
 #endif
     philox_lanes<L>(block, P.key, P.stream, x0, x1, x2, x3);
   if constexpr (T == DType::F64) {
@@ -444,6 +488,31 @@ inline void emit_group(const FillParams& P, const KS& ks, uint64_t block, void* 
     block_y_f32<L, D>(P, x0, x1, x2, x3, y);
     char* d = static_cast<char*>(dst);
     if constexpr (T == DType::F32) {
+#if FASTINIT_VEC_W == 8
+      if constexpr (L::W == 2 * FASTINIT_VEC_W) {
+        // AVX2, lanes in kTranspose32 order: an in-lane 4x4 transpose of each half's word
+        // vectors gives [block 0 | block 1], [2 | 3], [4 | 5], [6 | 7] (8 in-lane shuffles per
+        // 32 elements; a transpose from block order took 4 more, cross-lane, plus 4 permutes
+        // in the packing).
+        for (int h = 0; h < 2; ++h) {
+          const __m256 w0 = reinterpret_cast<__m256>(h ? y[0].hi : y[0].lo);
+          const __m256 w1 = reinterpret_cast<__m256>(h ? y[1].hi : y[1].lo);
+          const __m256 w2 = reinterpret_cast<__m256>(h ? y[2].hi : y[2].lo);
+          const __m256 w3 = reinterpret_cast<__m256>(h ? y[3].hi : y[3].lo);
+          const __m256d t0 = _mm256_castps_pd(_mm256_unpacklo_ps(w0, w1));
+          const __m256d t1 = _mm256_castps_pd(_mm256_unpackhi_ps(w0, w1));
+          const __m256d t2 = _mm256_castps_pd(_mm256_unpacklo_ps(w2, w3));
+          const __m256d t3 = _mm256_castps_pd(_mm256_unpackhi_ps(w2, w3));
+          // (Four named stores: an array stored in a loop went through the stack.)
+          char* const q = d + h * 4 * sizeof(__m256);
+          L::store(q, _mm256_unpacklo_pd(t0, t2), nt);
+          L::store(q + sizeof(__m256), _mm256_unpackhi_pd(t0, t2), nt);
+          L::store(q + 2 * sizeof(__m256), _mm256_unpacklo_pd(t1, t3), nt);
+          L::store(q + 3 * sizeof(__m256), _mm256_unpackhi_pd(t1, t3), nt);
+        }
+        return;
+      }
+#endif
       F32 t0, t1, t2, t3, o0, o1, o2, o3;
       L::zip(y[0], y[2], t0, t1);
       L::zip(y[1], y[3], t2, t3);
@@ -486,19 +555,15 @@ inline void emit_group(const FillParams& P, const KS& ks, uint64_t block, void* 
       if constexpr (L::W == 2 * FASTINIT_VEC_W) {
         // AVX2 (no 16-bit permutes): words 0 and 1 of a block become the low and high halves
         // of one 32-bit lane by a shift and an or (the values are below 2^16), likewise words
-        // 2 and 3; one 32-bit unpack pair then interleaves them (blocks 0, 1 | 4, 5 and
-        // 2, 3 | 6, 7 in the two 128-bit halves) and one cross-half permute pair puts the
-        // blocks in order: 8 operations and two full stores for 32 elements, where narrowing
-        // after the float32 transpose took 16 shuffles, 4 narrowing sequences and 4 stores.
-        // (Per half of the pair: blocks 0..7, then 8..15.)
+        // 2 and 3; with the lanes in kPairs16 order (blocks 0 1 4 5 | 2 3 6 7), one 32-bit
+        // unpack pair then gives blocks 0-3 and 4-7 in memory order: 6 operations and two
+        // full stores for 32 elements. (Per half of the pair: blocks 0..7, then 8..15.)
         const U32 p01u = hb[0] | (hb[1] << 16), p23u = hb[2] | (hb[3] << 16);
         const __m256i p01[2] = {reinterpret_cast<__m256i>(p01u.lo), reinterpret_cast<__m256i>(p01u.hi)};
         const __m256i p23[2] = {reinterpret_cast<__m256i>(p23u.lo), reinterpret_cast<__m256i>(p23u.hi)};
         for (int h = 0; h < 2; ++h) {
-          const __m256i lo = _mm256_unpacklo_epi32(p01[h], p23[h]);
-          const __m256i hi = _mm256_unpackhi_epi32(p01[h], p23[h]);
-          const __m256i o0 = _mm256_permute2x128_si256(lo, hi, 0x20);
-          const __m256i o1 = _mm256_permute2x128_si256(lo, hi, 0x31);
+          const __m256i o0 = _mm256_unpacklo_epi32(p01[h], p23[h]);
+          const __m256i o1 = _mm256_unpackhi_epi32(p01[h], p23[h]);
           L::store(d + h * 2 * sizeof(o0), o0, nt);
           L::store(d + h * 2 * sizeof(o0) + sizeof(o0), o1, nt);
         }
