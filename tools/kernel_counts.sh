@@ -6,7 +6,8 @@
 #   2. static instructions per element of each emit_group instantiation (one group of Philox
 #      blocks, branch-free except the rare tail branches) in the AVX2 and AVX-512 objects, with
 #      the 32x32-bit multiplies, shuffles, FMAs and divisions broken out (Philox's ten rounds
-#      are unrolled, so the static count of uniform/normal is the executed count);
+#      are unrolled, so the static count of uniform/normal is close to the executed count; GCC
+#      may copy a group's tail once per store kind, which the static count includes twice);
 #   3. `kernel_count ratio avx2 avx512`: both sets alternated in one process on a 32768-element
 #      (cache-resident) buffer, one thread, medians.
 # Usage: tools/kernel_counts.sh [ROUNDS]   (needs g++, objdump, python3; valgrind for part 1)
@@ -43,7 +44,8 @@ if [[ "${SKIP_CALLGRIND:-0}" == 0 ]] && command -v valgrind >/dev/null; then
 fi
 
 echo "== static instructions per element of one group (emit_group, 64 elements per group;"
-echo "   trunc_normal includes its rarely taken tail branch, so its static count overstates)"
+echo "   trunc_normal includes its rarely taken tail branch, and a tail copied per store kind"
+echo "   counts twice, so static counts overstate)"
 python3 - "$work/avx2.o" "$work/avx512.o" <<'PY'
 import collections, re, subprocess, sys
 cats = {"vpmuludq": lambda i: i == "vpmuludq",
