@@ -10,7 +10,8 @@
 // GCC 12's AVX-512 intrinsics make their undefined operands with a self-initialized local
 // (`__m512i __Y = __Y;`), which -Wuninitialized reports at every inlined use. The warnings point
 // into the header, so silencing them around its inclusion leaves this project's code checked
-// (FASTINIT_WERROR=ON builds with -Werror).
+// (FASTINIT_WERROR=ON builds with -Werror). This must stay the first inclusion of the header in
+// each kernel translation unit: a later one is skipped by its include guard.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -285,7 +286,8 @@ inline void philox_lanes(uint64_t block, uint64_t key, uint64_t stream, typename
 // Which block each 32-bit lane of a native vector of philox_vec's output holds. Lanes are
 // independent through every transform, so the order only decides how many shuffles put the
 // elements in memory order afterwards; each order is chosen for its output path (AVX2 only:
-// AVX-512's cross-lane permutes cost the same as its in-lane ones, so it keeps kBlocks).
+// AVX-512 packs two halves with one two-source permute, vpermt2d, whatever the order, and its
+// transposes are permutes either way, so it keeps kBlocks).
 //   kBlocks:      0 1 2 3 4 5 6 7 (float64, whose lanes are split into halves of a vector).
 //   kTranspose32: 0 2 4 6 | 1 3 5 7 (float32): an in-lane 4x4 transpose of the four word
 //                 vectors then leaves blocks 2i and 2i+1 in output vector i, as in memory.
@@ -293,6 +295,16 @@ inline void philox_lanes(uint64_t block, uint64_t key, uint64_t stream, typename
 //                 gives blocks 0-3 and 4-7, as in memory.
 // Neither needs a cross-lane shuffle (3-cycle latency and a single port on Intel and Zen).
 enum class LaneOrder { kBlocks, kTranspose32, kPairs16 };
+
+// The order emit_group's output path for lanes L and dtype T expects: the one place that
+// decides it (the AVX2 output paths assert it).
+template <class L, DType T>
+constexpr LaneOrder lane_order_for() {
+  constexpr bool pairs = FASTINIT_VEC_W == 8 && L::W == 2 * FASTINIT_VEC_W;
+  return !pairs || T == DType::F64 ? LaneOrder::kBlocks
+         : T == DType::F32         ? LaneOrder::kTranspose32
+                                   : LaneOrder::kPairs16;
+}
 
 // Philox on x86 SIMD without recombining even and odd lanes in every round: each 32-bit
 // counter word lives in the low half of a 64-bit lane, so mul_epu32 leaves the 32x32 product
@@ -458,12 +470,7 @@ inline void emit_group(const FillParams& P, const KS& ks, uint64_t block, void* 
   U32 x0, x1, x2, x3;
 #if defined(FASTINIT_X86_SIMD)
   if constexpr (L::W > 1) {
-    // The AVX2 pairs' output paths below expect their lane orders; AVX-512 keeps blocks.
-    constexpr bool pairs = FASTINIT_VEC_W == 8 && L::W == 2 * FASTINIT_VEC_W;
-    constexpr LaneOrder O = !pairs || T == DType::F64 ? LaneOrder::kBlocks
-                            : T == DType::F32        ? LaneOrder::kTranspose32
-                                                     : LaneOrder::kPairs16;
-    philox_vec<O>(block, P.stream, ks, x0, x1, x2, x3);
+    philox_vec<lane_order_for<L, T>()>(block, P.stream, ks, x0, x1, x2, x3);
   } else
 #endif
     philox_lanes<L>(block, P.key, P.stream, x0, x1, x2, x3);
@@ -502,6 +509,7 @@ inline void emit_group(const FillParams& P, const KS& ks, uint64_t block, void* 
     if constexpr (T == DType::F32) {
 #if FASTINIT_VEC_W == 8
       if constexpr (L::W == 2 * FASTINIT_VEC_W) {
+        static_assert(lane_order_for<L, T>() == LaneOrder::kTranspose32);
         // AVX2, lanes in kTranspose32 order: an in-lane 4x4 transpose of each half's word
         // vectors gives [block 0 | block 1], [2 | 3], [4 | 5], [6 | 7] (8 in-lane shuffles per
         // 32 elements; a transpose from block order took 4 more, cross-lane, plus 4 permutes
@@ -565,6 +573,7 @@ inline void emit_group(const FillParams& P, const KS& ks, uint64_t block, void* 
 #endif
 #if FASTINIT_VEC_W == 8
       if constexpr (L::W == 2 * FASTINIT_VEC_W) {
+        static_assert(lane_order_for<L, T>() == LaneOrder::kPairs16);
         // AVX2 (no 16-bit permutes): words 0 and 1 of a block become the low and high halves
         // of one 32-bit lane by a shift and an or (the values are below 2^16), likewise words
         // 2 and 3; with the lanes in kPairs16 order (blocks 0 1 4 5 | 2 3 6 7), one 32-bit
