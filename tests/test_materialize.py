@@ -192,6 +192,28 @@ def test_materialize_raises_for_a_buffer_nothing_computes_and_changes_nothing() 
     assert model.inv_freq.is_meta and model.lin.weight.is_meta  # atomic: as before the call
 
 
+def test_empty_init_keeps_a_parameter_registered_in_two_modules_tied() -> None:
+    # One Parameter object assigned to two modules in __init__: under torch.device("meta") the
+    # tie holds, so it must under empty_init (one meta replacement, one value after materialize_).
+    class TwoHeads(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Linear(4, 8, bias=False)
+            self.b = nn.Linear(4, 8, bias=False)
+            w = nn.Parameter(torch.empty(8, 4))
+            self.a.weight = w
+            self.b.weight = w
+
+    with ft.empty_init():
+        model = TwoHeads()
+        other = TwoHeads()  # a second model in the same block gets its own Parameter
+    assert model.a.weight is model.b.weight and model.a.weight.is_meta
+    assert other.a.weight is other.b.weight and other.a.weight is not model.a.weight
+    assert len(list(model.parameters())) == 1
+    ft.materialize_(model, seed=4)
+    assert model.a.weight is model.b.weight and model.a.weight.std() > 0
+
+
 def test_materialize_keeps_real_buffers_under_empty_init() -> None:
     with ft.empty_init():
         model = nn.Module()

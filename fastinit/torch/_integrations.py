@@ -848,6 +848,10 @@ def _iter_registry_functions() -> Iterator[tuple[InitPath, str]]:
 class _EmptyState(threading.local):
     def __init__(self) -> None:
         self.depth = 0
+        # id(original Parameter) -> (original, its meta replacement) for this thread's outermost
+        # block: a Parameter registered in two modules gets one replacement, so the tie holds
+        # (the original is kept so that its id is not reused while the block runs).
+        self.moved: dict[int, tuple[torch.nn.Parameter, torch.nn.Parameter]] = {}
 
 
 _empty_state = _EmptyState()
@@ -866,12 +870,17 @@ def _register_parameter_on_meta(
         return
     p = self._parameters[name]
     assert p is not None
+    moved = _empty_state.moved.get(id(p))
+    if moved is not None and moved[0] is p:
+        self._parameters[name] = moved[1]  # registered before: the same meta Parameter
+        return
     attrs = dict(p.__dict__)
     if type(p) is torch.nn.Parameter:
         new = torch.nn.Parameter(p.detach().to("meta"), requires_grad=p.requires_grad)
     else:  # a Parameter subclass: rebuilt as accelerate does
         new = type(p)(p.detach().to("meta"), **{**attrs, "requires_grad": p.requires_grad})
     new.__dict__.update(attrs)
+    _empty_state.moved[id(p)] = (p, new)
     self._parameters[name] = new
 
 
@@ -894,6 +903,8 @@ class parameters_on_meta:
     def __exit__(self, *exc: object) -> None:
         global _empty_users
         _empty_state.depth -= 1
+        if _empty_state.depth == 0:
+            _empty_state.moved.clear()
         with _lock:
             _empty_users -= 1
             # restored only if still ours: whoever replaced it inside the block owns it now
