@@ -428,6 +428,19 @@ def _check_errors(meshes: dict[int, Any]) -> None:
         _seeded(ftorch.uniform_, 1, t, 2.0, 1.0)
     with pytest.raises(ValueError, match="Fan in and fan out"):
         ftorch.xavier_uniform_(distribute_tensor(torch.zeros(4), meshes[1], [Shard(0)]))
+    # Arguments torch accepts and the kernels cannot honour take torch's path on a DTensor as on
+    # a plain tensor (the drop-in never fails where torch works): an infinite mean, a
+    # truncation interval without float32 probability mass.
+    d = distribute_tensor(torch.zeros(8, 3), meshes[1], [Shard(0)])
+    ftorch.normal_(d, math.inf, 1.0)
+    assert torch.isinf(d.full_tensor()).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ftorch.trunc_normal_(d, 0.0, 1.0, 40.0, 41.0)
+    full = d.full_tensor()
+    assert ((full >= 40.0) & (full <= 41.0)).all()
+    with pytest.raises(RuntimeError):  # torch's error for reversed bounds, as for a plain tensor
+        ftorch.uniform_(d, 2.0, 1.0)
 
 
 def _fully_shard() -> Callable[..., Any]:

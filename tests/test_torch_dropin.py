@@ -559,3 +559,96 @@ def test_patch_does_not_warn() -> None:
         warnings.simplefilter("error")
         with ft.patched():
             nn.Conv2d(3, 8, 3)
+
+
+# --------------------------------------------------------------------------------------------
+# where torch decides: arguments and tensors the kernels must not answer for
+# --------------------------------------------------------------------------------------------
+
+
+def _outcome(f: Callable[..., Any], *args: Any) -> tuple[str, str]:
+    try:
+        f(*args)
+    except Exception as e:  # the outcome is compared, whatever it is
+        return type(e).__name__, str(e)
+    return "ok", ""
+
+
+@pytest.mark.parametrize(
+    ("name", "call"),
+    [
+        ("constant_ f16 overflow", lambda m, t: m.constant_(t(torch.float16), 1e6)),
+        ("constant_ f32 overflow", lambda m, t: m.constant_(t(torch.float32), 1e300)),
+        ("constant_ int beyond int64", lambda m, t: m.constant_(t(torch.float32), 2**70)),
+        ("constant_ 1-d tensor value", lambda m, t: m.constant_(t(torch.float32), torch.ones(1))),
+        ("uniform_ f16 bounds", lambda m, t: m.uniform_(t(torch.float16), -1e6, 1e6)),
+        ("uniform_ reversed", lambda m, t: m.uniform_(t(torch.float32), 2.0, 1.0)),
+        ("normal_ negative std", lambda m, t: m.normal_(t(torch.float32), 0.0, -1.0)),
+    ],
+)
+def test_arguments_torch_rejects_get_torchs_error_and_write_nothing(
+    name: str, call: Callable[..., Any]
+) -> None:
+    made: list[Any] = []
+
+    def tensor(dtype: torch.dtype) -> Any:
+        made.append(torch.full((5,), 7.0, dtype=dtype))
+        return made[-1]
+
+    torch.manual_seed(11)
+    expected = _outcome(lambda: call(TI, tensor))
+    after_torch = torch.rand(3)
+    torch.manual_seed(11)
+    got = _outcome(lambda: call(ft, tensor))
+    after_fastinit = torch.rand(3)
+    assert expected[0] != "ok", name  # torch rejects each of these
+    assert got == expected
+    assert (made[-1] == 7.0).all()  # nothing written
+    # the rejected call moved torch's generator as torch's own call did (not by a seed draw)
+    assert torch.equal(after_fastinit, after_torch)
+
+
+def test_constant_special_values_match_torch() -> None:
+    for val in (math.nan, math.inf, -math.inf, torch.tensor(3.0), 65504.0):
+        a, b = torch.empty(4, dtype=torch.float16), torch.empty(4, dtype=torch.float16)
+        TI.constant_(a, val)
+        ft.constant_(b, val)
+        assert torch.equal(a, b) or (a.isnan().all() and b.isnan().all())
+
+
+def test_overlapping_tensors_take_torchs_path() -> None:
+    # Elements that share memory (an expanded tensor): fastinit's kernels refuse them, torch's
+    # fill_ accepts them; the drop-in and a patched tensor method must answer as torch does.
+    t = torch.zeros(1).expand(4)
+    assert ft.zeros_(t) is t and (t == 0).all()
+    ft.ones_(t)
+    assert (t == 1).all()
+    ft.constant_(t, 2.5)
+    assert (t == 2.5).all()
+    with ft.patched():
+        torch.full((1,), 3.0).expand(4).zero_()
+        u = torch.zeros(1).expand(4)
+        u.fill_(4.0)
+        assert (u == 4.0).all()
+
+
+def test_inference_tensors_outside_inference_mode_get_torchs_error() -> None:
+    # torch raises for an in-place update of an inference tensor outside the mode (after
+    # writing it: the error comes from the version counter); the drop-in must raise too.
+    for name, args in (
+        ("normal_", ()),
+        ("uniform_", ()),
+        ("constant_", (5.0,)),
+        ("zeros_", ()),
+        ("xavier_uniform_", ()),
+    ):
+        outcomes = []
+        for module in (TI, ft):
+            with torch.inference_mode():
+                t = torch.full((3, 3), 7.0)
+            outcomes.append(_outcome(getattr(module, name), t, *args))
+        assert outcomes[0][0] == "RuntimeError" and outcomes[1] == outcomes[0], name
+    with torch.inference_mode():  # inside the mode it is an ordinary target
+        t = torch.full((3, 3), 7.0)
+        ft.normal_(t)
+    assert t.std() > 0.5

@@ -8,6 +8,7 @@ function.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar
@@ -126,10 +127,16 @@ def _random(
     args: tuple[Any, ...],
     generator: torch.Generator | None,
     fallback: Callable[[], Tensor],
+    torch_decides: bool = False,
 ) -> Tensor:
     """The one path of a random initializer, after torch's checks: ``fill(x, *args, seed=,
     global_shape=, global_offset=)`` (a ``fastinit`` fill, on the whole tensor's shape) where
     fastinit's kernels write ``tensor``, else torch's ``fallback()``.
+
+    ``torch_decides``: the caller found arguments torch rejects or fills its own way (reversed
+    bounds, a bound the dtype cannot hold, NaN): torch's ``fallback()`` before any seed is
+    drawn, so a rejected call leaves the generator as torch would. Under :func:`fixed_seed`
+    (which never reaches torch's generator) fastinit's own checks answer instead.
 
     A DTensor is a target like any other: its placements are checked before the seed is
     drawn (so a rejected call draws nothing), the seed is common to its mesh, and each rank
@@ -140,16 +147,20 @@ def _random(
         if _dtensor.is_dtensor(tensor) and tensor.is_meta:
             return tensor
         return fallback()
+    if torch_decides and fixed_seed_value() is None:
+        return fallback()
     if _dtensor.is_dtensor(tensor):
         _dtensor.shard_spec(tensor)
-        return _dtensor.apply_to_dtensor(fill, tensor, *args, seed=_seed_of(tensor, generator))
     seed = _seed_of(tensor, generator)
     try:
+        if _dtensor.is_dtensor(tensor):
+            return _dtensor.apply_to_dtensor(fill, tensor, *args, seed=seed)
         fill(tensor.detach(), *args, seed=seed)
     except ValueError:
         # Arguments torch accepts and fastinit's kernels cannot honour (a non-finite mean,
-        # a truncation interval with no float32 probability mass): torch's own values, as
-        # the drop-in never fails where torch works. Nothing was written.
+        # a truncation interval with no float32 probability mass, overlapping elements):
+        # torch's own values or error, as the drop-in never fails where torch works. Nothing
+        # was written. (The seed was drawn: torch's generator has moved on by one draw.)
         if fixed_seed_value() is not None:
             raise
         return fallback()
@@ -164,10 +175,34 @@ def _deterministic(
         if _dtensor.is_dtensor(tensor) and tensor.is_meta:
             return tensor
         return fallback()
-    if _dtensor.is_dtensor(tensor):
-        return _dtensor.apply_to_dtensor(fill, tensor, *args)
-    fill(tensor.detach(), *args)
+    try:
+        if _dtensor.is_dtensor(tensor):
+            return _dtensor.apply_to_dtensor(fill, tensor, *args)
+        fill(tensor.detach(), *args)
+    except ValueError:
+        # e.g. elements that overlap (an expanded tensor), which torch's fill_ accepts:
+        # torch's own result or error. Nothing was written.
+        return fallback()
     return written(tensor)
+
+
+def _in_range(tensor: Tensor, *values: Any) -> bool:
+    """Whether torch would store every value in ``tensor``'s floating dtype without its
+    overflow error: plain ints within int64 and floats that are infinite or within the dtype's
+    finite range (anything else, NaN included, takes torch's path and torch's answer)."""
+    if not tensor.is_floating_point():
+        return True  # not a native dtype: torch's path anyway
+    top = torch.finfo(tensor.dtype).max
+    for v in values:
+        if type(v) is int:
+            if not -(1 << 63) <= v < (1 << 63):
+                return False
+            v = float(v)
+        elif type(v) is not float:
+            return False
+        if math.isnan(v) or (math.isfinite(v) and abs(v) > top):
+            return False
+    return True
 
 
 def _fan_in_and_fan_out(tensor: Tensor) -> tuple[int, int]:
@@ -213,9 +248,9 @@ def uniform_(
         return torch.overrides.handle_torch_function(
             uniform_, (tensor,), tensor=tensor, a=a, b=b, generator=generator
         )
-    return _random(
-        tensor, _fills.uniform_, (a, b), generator, _torch_uniform(tensor, a, b, generator)
-    )
+    fallback = _torch_uniform(tensor, a, b, generator)
+    torch_decides = not (_in_range(tensor, a, b) and a <= b)
+    return _random(tensor, _fills.uniform_, (a, b), generator, fallback, torch_decides)
 
 
 def normal_(
@@ -244,9 +279,9 @@ def normal_(
         return torch.overrides.handle_torch_function(
             normal_, (tensor,), tensor=tensor, mean=mean, std=std, generator=generator
         )
-    return _random(
-        tensor, _fills.normal_, (mean, std), generator, _torch_normal(tensor, mean, std, generator)
-    )
+    fallback = _torch_normal(tensor, mean, std, generator)
+    torch_decides = not (_in_range(tensor, mean, std) and std >= 0)
+    return _random(tensor, _fills.normal_, (mean, std), generator, fallback, torch_decides)
 
 
 def trunc_normal_(
@@ -293,6 +328,8 @@ def constant_(tensor: Tensor, val: float) -> Tensor:
         with torch.no_grad():
             return tensor.fill_(val)
 
+    if not _in_range(tensor, val):
+        return fallback()  # NaN, a tensor, or a value the dtype overflows on: torch decides
     return _deterministic(tensor, _fills.constant_, (val,), fallback)
 
 

@@ -66,6 +66,8 @@ def is_native(tensor: Tensor) -> bool:
         return False
     if tensor.is_neg() or torch.compiler.is_compiling():
         return False
+    if tensor.is_inference() and not torch.is_inference_mode_enabled():
+        return False  # torch raises for an in-place update of it: its own error, nothing written
     return True
 
 
