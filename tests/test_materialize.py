@@ -192,6 +192,28 @@ def test_materialize_raises_for_a_buffer_nothing_computes_and_changes_nothing() 
     assert model.inv_freq.is_meta and model.lin.weight.is_meta  # atomic: as before the call
 
 
+def test_materialize_accepts_empty_meta_buffers_and_names_what_ran() -> None:
+    # An empty buffer has no values to lose (a cache allocated later); a non-empty one that
+    # the module's own reset_parameters leaves unset is reported as such.
+    class Cached(nn.Linear):
+        def __init__(self) -> None:
+            super().__init__(4, 4)
+            self.register_buffer("cache", torch.empty(0), persistent=False)
+
+    class Table(nn.Linear):
+        def __init__(self) -> None:
+            super().__init__(4, 4)
+            self.register_buffer("table", torch.empty(3), persistent=False)
+
+    with torch.device("meta"):
+        cached, table = Cached(), Table()
+    ft.materialize_(cached, seed=0)
+    assert cached.cache.device.type == "cpu" and cached.cache.numel() == 0
+    assert cached.weight.std() > 0
+    with pytest.raises(ValueError, match=r"table .*Table\.reset_parameters leaves them unset"):
+        ft.materialize_(table, seed=0)
+
+
 def test_empty_init_keeps_a_parameter_registered_in_two_modules_tied() -> None:
     # One Parameter object assigned to two modules in __init__: under torch.device("meta") the
     # tie holds, so it must under empty_init (one meta replacement, one value after materialize_).

@@ -294,9 +294,12 @@ class _Fresh:
         return f"{self.qualname}.{self.key}" if self.qualname else self.key
 
     def written(self) -> bool:
+        """Whether the tensor holds its values: replaced, written in place, or empty (an
+        empty tensor has no values to lose)."""
         slot = (self.mod._buffers if self.is_buffer else self.mod._parameters).get(self.key)
         return (
-            slot is not self.tensor
+            self.tensor.numel() == 0
+            or slot is not self.tensor
             or self.tensor._version != self.version
             or (self.storage != 0 and self.storage in self.writes)
         )
@@ -425,9 +428,13 @@ def _materialize_walk(
                             _apply_default_rule(f.key, f.tensor, f.is_buffer)
                 missing = [f.name for f in mine if f.is_buffer and not f.written()]
                 if missing:
-                    how = (
-                        f"{entry.library}'s initializer and " if entry is not None else ""
-                    ) + f"{type(mod).__name__} (no reset_parameters)"
+                    how = (f"{entry.library}'s initializer and " if entry is not None else "") + (
+                        f"{type(mod).__name__}.reset_parameters "
+                        + ("leave" if entry is not None else "leaves")
+                        + " them unset"
+                        if reset is not None
+                        else f"{type(mod).__name__} has no reset_parameters"
+                    )
                     raise ValueError(
                         f"materialize_: buffer(s) {', '.join(missing)} were on the meta device "
                         f"and nothing computes them ({how}); their values are lost. Build the "
