@@ -652,3 +652,13 @@ def test_inference_tensors_outside_inference_mode_get_torchs_error() -> None:
         t = torch.full((3, 3), 7.0)
         ft.normal_(t)
     assert t.std() > 0.5
+
+
+@pytest.mark.parametrize("name", ["uniform_", "normal_", "trunc_normal_", "kaiming_normal_"])
+def test_a_generator_that_is_not_one_is_a_type_error(name: str) -> None:
+    t = torch.full((3, 3), 7.0)
+    with pytest.raises(TypeError, match="generator"):
+        getattr(TI, name)(t, generator=5)
+    with pytest.raises(TypeError, match="generator"):
+        getattr(ft, name)(t, generator=5)
+    assert (t == 7.0).all()

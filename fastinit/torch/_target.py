@@ -76,6 +76,10 @@ def draw_seed(generator: torch.Generator | None) -> int:
 
     Inside ``materialize_`` "None" means the generator it set for this thread.
     """
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(
+            f"argument 'generator' must be torch.Generator, not {type(generator).__name__}"
+        )
     if generator is None:
         generator = _integrations.thread_generator("cpu")
     if generator is None:
