@@ -14,11 +14,14 @@ neither loads OpenBLAS nor starts its threads.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import math
 import operator
 import os
 import threading
+import time
+from collections.abc import Iterator
 from typing import Any, TypeVar
 
 from . import _fills
@@ -41,6 +44,86 @@ def _fresh_lock_after_fork() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_fresh_lock_after_fork)
+
+
+class _ForkGate:
+    """Keeps ``os.fork()`` away from OpenBLAS's worker threads while they change state.
+
+    OpenBLAS's pre-fork handler shuts its idle workers down and joins them. A worker that is
+    just going to sleep (``OPENBLAS_THREAD_TIMEOUT`` cycles after its last task) can miss the
+    shutdown signal, and the parent then waits in ``fork()`` forever: seen in 2 of 4 runs of a
+    loop forking while another thread ran ``orthogonal_``. So a fork waits for the BLAS calls
+    in flight on other threads to end, and for the workers' spin time after the last one,
+    while new calls wait for the fork. A call on the forking thread itself (a signal handler
+    that forks during ``orthogonal_``) is not waited for.
+    """
+
+    def __init__(self) -> None:
+        # Reentrant: a signal handler that forks may run while this thread holds it.
+        self._cond = threading.Condition(threading.RLock())
+        self._active: dict[int, int] = {}  # thread id -> BLAS calls in flight on it
+        self._forking = False
+        self._last_end = -math.inf  # time.monotonic() when the last call ended
+
+    @contextlib.contextmanager
+    def call(self) -> Iterator[None]:
+        me = threading.get_ident()
+        with self._cond:
+            while self._forking:
+                self._cond.wait()
+            self._active[me] = self._active.get(me, 0) + 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                if self._active[me] == 1:
+                    del self._active[me]
+                else:
+                    self._active[me] -= 1
+                self._last_end = time.monotonic()
+                self._cond.notify_all()
+
+    def before_fork(self) -> None:
+        me = threading.get_ident()
+        self._cond.acquire()  # held through the fork; released after it
+        self._forking = True
+        while any(tid != me for tid in self._active):
+            self._cond.wait()
+        settle = self._last_end + _spin_seconds() - time.monotonic()
+        if settle > 0:
+            time.sleep(settle)
+
+    def after_fork_in_parent(self) -> None:
+        self._forking = False
+        self._cond.notify_all()
+        self._cond.release()
+
+
+def _spin_seconds() -> float:
+    """How long OpenBLAS's idle workers spin before sleeping: 2^OPENBLAS_THREAD_TIMEOUT TSC
+    cycles (read by OpenBLAS at load; fastinit's 18 unless the user set it), at no less than
+    1 GHz, plus 1 ms; at most 0.3 s."""
+    try:
+        t = int(os.environ.get("OPENBLAS_THREAD_TIMEOUT", OPENBLAS_THREAD_TIMEOUT))
+    except ValueError:
+        t = 28  # OpenBLAS's default for a value it cannot parse
+    return min(2.0 ** min(max(t, 4), 30) / 1e9 + 1e-3, 0.3)
+
+
+_fork_gate = _ForkGate()
+
+
+def _fresh_gate_after_fork() -> None:
+    global _fork_gate
+    _fork_gate = _ForkGate()  # the child has no BLAS calls in flight, and its own workers
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=lambda: _fork_gate.before_fork(),
+        after_in_parent=lambda: _fork_gate.after_fork_in_parent(),
+        after_in_child=_fresh_gate_after_fork,
+    )
 
 
 # ----------------------------------------------------------------------------- the BLAS module
@@ -371,7 +454,8 @@ def orthogonal_(
     threads = _fills.get_num_threads()
 
     def call(key: int, stream: int) -> None:
-        target.run(lambda: module.orthogonal(target.handle, g, key, stream, axis, threads))
+        with _fork_gate.call():
+            target.run(lambda: module.orthogonal(target.handle, g, key, stream, axis, threads))
 
     run_seeded(seed, call)
     return x
@@ -434,7 +518,10 @@ def delta_orthogonal_(
     threads = _fills.get_num_threads()
 
     def call(key: int, stream: int) -> None:
-        target.run(lambda: module.delta_orthogonal(target.handle, g, key, stream, axis, threads))
+        with _fork_gate.call():
+            target.run(
+                lambda: module.delta_orthogonal(target.handle, g, key, stream, axis, threads)
+            )
 
     run_seeded(seed, call)
     return x

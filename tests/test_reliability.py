@@ -427,6 +427,46 @@ print("ok")
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr
 
 
+@pytest.mark.skipif(_under_asan(), reason="GCC's ASan allocator is not fork-safe (see above)")
+def test_fork_while_another_thread_runs_orthogonal() -> None:
+    # OpenBLAS's pre-fork handler joins its idle workers; one that was just going to sleep
+    # missed the signal and the parent waited in fork() forever (2 of 3 runs of this loop hung
+    # before fastinit made forks wait for BLAS calls in flight and the workers' spin time).
+    r = run_python(
+        """
+import faulthandler, os, sys, threading, time
+import numpy as np
+import fastinit
+faulthandler.dump_traceback_later(50, exit=True)
+fastinit.set_num_threads(2)
+stop = False
+
+def spin():
+    x = np.empty((200, 200), np.float32)
+    while not stop:
+        fastinit.orthogonal_(x, seed=1)
+
+t = threading.Thread(target=spin, daemon=True)
+t.start()
+start = time.monotonic()
+forks = 0
+while time.monotonic() - start < 6:
+    time.sleep(0.004)
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+    forks += 1
+stop = True
+t.join()
+print("ok", forks)
+""",
+        timeout=90,
+    )
+    assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-3000:]
+
+
 # ----------------------------------------------------------------------------- interpreter exit
 
 
