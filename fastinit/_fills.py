@@ -260,7 +260,9 @@ def trunc_normal_(
     if s == 0:
         if not lo <= m <= hi:
             raise ValueError(f"trunc_normal_ with std=0 needs a <= mean <= b, got mean={m}")
-        return _random_fill(x, "uniform", (m, m), seed, global_shape, global_offset)
+        # The mean rounded to nearest, as normal_ with std=0 writes it (a uniform on [m, m]
+        # moves its bounds inwards to representable values: empty unless m is one).
+        return _random_fill(x, "normal", (m, 0.0), seed, global_shape, global_offset)
     return _random_fill(x, "trunc_normal", (m, s, lo, hi), seed, global_shape, global_offset)
 
 

@@ -144,3 +144,20 @@ def test_uniform_values_stay_in_bounds_after_rounding(dtype, low: float, high: f
     except ValueError:  # no value of this dtype lies in [low, high]
         return
     assert x.min() >= low and x.max() <= high
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "bfloat16"])
+def test_trunc_normal_with_zero_std_is_the_mean_rounded_to_nearest(dtype: str) -> None:
+    # A point mass at the mean, for any mean in [a, b] (0.1 is not representable in any of
+    # these dtypes: a uniform on [0.1, 0.1] had no representable value left after rounding
+    # its bounds inwards, and raised).
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    dt = np.dtype(ml_dtypes.bfloat16) if dtype == "bfloat16" else np.dtype(dtype)
+    compute = np.float64 if dtype == "float64" else np.float32  # then rounded to the dtype
+    for mean in (0.1, -0.7, 0.0, 1.0):
+        x = np.empty(33, dt)
+        fastinit.trunc_normal_(x, mean, 0.0, -1.0, 1.0, seed=4)
+        assert (x == np.array(mean, compute).astype(dt)).all(), (dtype, mean)
+        y = np.empty(33, dt)
+        fastinit.truncated_normal_(y, 0.0, mean, seed=4)
+        assert (y == x).all()
