@@ -104,6 +104,16 @@ float f16_decode(uint32_t h) {
 
 uint32_t bits16(double x, DType t) {
   const float f = static_cast<float>(x);
+  if (std::isnan(f)) {
+    // The kernels' rounding has no NaN case (no fill computes one from valid parameters), and
+    // a NaN would land in its overflow branch as an infinity. A constant may be NaN: a quiet
+    // NaN of the same sign and leading payload bits, as NumPy, ml_dtypes and torch convert it.
+    uint32_t b;
+    std::memcpy(&b, &f, sizeof b);
+    if (t == DType::BF16) return (b >> 16) | 0x40u;
+    const uint32_t payload = (b >> 13) & 0x3FFu;
+    return ((b >> 16) & 0x8000u) | 0x7C00u | (payload ? payload : 1u);
+  }
   return t == DType::BF16 ? f32_to_bf16_bits<ScalarLanes>(f) : f32_to_f16_bits<ScalarLanes>(f);
 }
 

@@ -161,3 +161,17 @@ def test_trunc_normal_with_zero_std_is_the_mean_rounded_to_nearest(dtype: str) -
         y = np.empty(33, dt)
         fastinit.truncated_normal_(y, 0.0, mean, seed=4)
         assert (y == x).all()
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
+def test_constant_special_values_convert_as_numpy_does(dtype: str) -> None:
+    # NaN (either sign) stays a quiet NaN in the 16-bit dtypes (it came out as an infinity),
+    # with the bits NumPy / ml_dtypes give; infinities and the largest finite values too.
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    dt = np.dtype(ml_dtypes.bfloat16) if dtype == "bfloat16" else np.dtype(dtype)
+    for value in (np.nan, -np.nan, np.inf, -np.inf, 65504.0, -3.0e38, 1e-8):
+        x = np.zeros(9, dt)
+        fastinit.constant_(x, value)
+        with np.errstate(over="ignore"):  # -3e38 overflows float16: NumPy warns
+            ref = np.full(9, value, np.float64 if dtype == "float64" else np.float32).astype(dt)
+        assert x.tobytes() == ref.tobytes(), (dtype, value)

@@ -330,7 +330,9 @@ FASTINIT_HD typename L::F64 trunc_std_f64(typename L::F64 u, double pl, double q
 }
 
 // ---------------------------------------------------------------- rounding to 16-bit types
-// Round to nearest even, bit-exact with numpy/ml_dtypes and torch conversions for finite input.
+// Round to nearest even, bit-exact with numpy/ml_dtypes and torch conversions for finite input
+// and infinities. NaN is not handled (no fill computes one from valid parameters; a NaN would
+// come out as an infinity): host code that may see one converts it itself (fill.cpp, bits16).
 
 template <class L>
 FASTINIT_HD typename L::U32 f32_to_bf16_bits(typename L::F32 x) {
