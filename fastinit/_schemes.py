@@ -21,7 +21,7 @@ import numpy as np
 
 from . import _fills
 from ._buffer import shape_of
-from ._stream import run_seeded
+from ._stream import Generator, as_u64, run_seeded
 
 __all__ = [
     "TRUNCATED_NORMAL_STDDEV_FACTOR",
@@ -226,6 +226,23 @@ def compute_fans(
     return fan_in, fan_out
 
 
+def _checked_empty(
+    x: Any,
+    seed: Any,
+    global_shape: Sequence[int] | None,
+    global_offset: Sequence[int] | None,
+) -> Any:
+    """``x``, for an initializer whose tensor (or shard) has no element: nothing is written and
+    no stream is taken, but the buffer, the shard and the seed are checked as a fill checks
+    them (a shard outside a global shape with a zero extent raised nothing, and its non-empty
+    buffer was silently left unwritten)."""
+    if seed is not None and not isinstance(seed, Generator):
+        as_u64(seed, "seed")
+    # A fixed (key, stream), so no generator moves; on an empty shard it writes nothing.
+    _fills.fill_at(x, "uniform", (0.0, 0.0), 0, 0, global_shape, global_offset)
+    return x
+
+
 def _target_shape(x: Any, global_shape: Sequence[int] | None) -> tuple[int, ...]:
     if not hasattr(x, "shape"):
         raise TypeError(
@@ -329,7 +346,7 @@ def xavier_uniform_(
         shape, layout=layout, in_axis=in_axis, out_axis=out_axis, batch_axis=batch_axis
     )
     if math.prod(shape) == 0:
-        return x
+        return _checked_empty(x, seed, global_shape, global_offset)
     bound = uniform_bound(xavier_std(fan_in, fan_out, gain))
     return _fills.uniform_(
         x, -bound, bound, seed=seed, global_shape=global_shape, global_offset=global_offset
@@ -357,7 +374,7 @@ def xavier_normal_(
         shape, layout=layout, in_axis=in_axis, out_axis=out_axis, batch_axis=batch_axis
     )
     if math.prod(shape) == 0:
-        return x
+        return _checked_empty(x, seed, global_shape, global_offset)
     std = xavier_std(fan_in, fan_out, gain)
     return _fills.normal_(
         x, 0.0, std, seed=seed, global_shape=global_shape, global_offset=global_offset
@@ -403,7 +420,7 @@ def kaiming_uniform_(
     shape = _target_shape(x, global_shape)
     if math.prod(shape) == 0:
         check_torch_mode(mode)
-        return x
+        return _checked_empty(x, seed, global_shape, global_offset)
     std = kaiming_fan_std(
         shape,
         a,
@@ -441,7 +458,7 @@ def kaiming_normal_(
     shape = _target_shape(x, global_shape)
     if math.prod(shape) == 0:
         check_torch_mode(mode)
-        return x
+        return _checked_empty(x, seed, global_shape, global_offset)
     std = kaiming_fan_std(
         shape,
         a,
@@ -531,7 +548,7 @@ def variance_scaling_(
         shape, layout=layout, in_axis=in_axis, out_axis=out_axis, batch_axis=batch_axis
     )
     if math.prod(shape) == 0:
-        return x
+        return _checked_empty(x, seed, global_shape, global_offset)
     if mode == "fan_in":
         denominator: float = fan_in
     elif mode == "fan_out":
@@ -655,7 +672,7 @@ def eye_(
     rows, cols = shape
     local = shape_of(x)
     if math.prod(local) == 0:
-        return x
+        return _checked_empty(x, None, global_shape, global_offset)
     # Validates the shard (nothing written otherwise) before anything is sized by it.
     _fills.constant_(x, 0.0, global_shape=global_shape, global_offset=global_offset)
     o0, o1 = _local_offset(global_offset, 2)
@@ -723,7 +740,7 @@ def dirac_(
         raise ValueError("dim 0 must be divisible by groups")
     local = shape_of(x)
     if math.prod(local) == 0:
-        return x
+        return _checked_empty(x, None, global_shape, global_offset)
     _fills.constant_(x, 0.0, global_shape=global_shape, global_offset=global_offset)
     out_per_group = shape[0] // groups
     min_dim = min(out_per_group, shape[1])
@@ -848,7 +865,7 @@ def sparse_(
     num_zeros = min(math.ceil(sparsity * rows), rows)
     local = shape_of(x)
     if math.prod(local) == 0:
-        return x
+        return _checked_empty(x, seed, global_shape, global_offset)
 
     # One (key, stream) for the values and, on a stream derived from it, the zero pattern; a
     # Generator's stream is taken only if the whole call succeeds (run_seeded).

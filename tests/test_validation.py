@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -182,3 +183,37 @@ def test_constant_checks_its_shard_keywords() -> None:
         fastinit.constant_(x, 1.0, global_shape=(16, 7))
     assert untouched(x)
     assert (fastinit.zeros_(x, global_shape=(32, 8), global_offset=(16, 0)) == 0).all()
+
+
+SCHEMES_WITH_SHARDS = [
+    (fastinit.xavier_uniform_, {}),
+    (fastinit.xavier_normal_, {}),
+    (fastinit.kaiming_uniform_, {}),
+    (fastinit.kaiming_normal_, {}),
+    (fastinit.lecun_normal_, {}),
+    (fastinit.variance_scaling_, {}),
+    (fastinit.eye_, {}),
+    (fastinit.sparse_, {"sparsity": 0.5}),
+]
+
+
+@pytest.mark.parametrize(
+    ("fn", "kw"), SCHEMES_WITH_SHARDS, ids=lambda v: getattr(v, "__name__", "")
+)
+def test_schemes_check_empty_tensors_and_shards_like_fills(fn: Any, kw: dict[str, Any]) -> None:
+    # A (global) shape with no element used to return before any check: a non-empty buffer
+    # given as a shard outside such a global shape was silently left unwritten, and an empty
+    # buffer of an unsupported dtype or a bad seed passed.
+    x = np.full((4, 6), 7.0, np.float32)
+    with pytest.raises(ValueError, match="does not fit"):
+        fn(x, **kw, global_shape=(0, 6), global_offset=(-5, 0))
+    assert (x == 7.0).all()
+    with pytest.raises(TypeError, match="dtype"):
+        fn(np.zeros((0, 6), np.int32), **kw)
+    if fn is not fastinit.eye_:
+        with pytest.raises(TypeError, match="seed"):
+            fn(np.zeros((0, 6), np.float32), **kw, seed=1.5)
+        g = fastinit.Generator(3)
+        state = g.get_state()
+        fn(np.zeros((0, 6), np.float32), **kw, seed=g)  # nothing to fill: no stream taken
+        assert g.get_state() == state
