@@ -218,7 +218,9 @@ def normal_(
     """Fill ``x`` in place with normal values N(mean, std**2) (Box-Muller on the Philox stream).
 
     Tails reach 6.6 std for 32-bit (and 16-bit) dtypes and 8.5 std for float64. See
-    :func:`uniform_` for ``x``, ``seed``, the shard keywords and the errors.
+    :func:`uniform_` for ``x``, ``seed``, the shard keywords and the errors; 32-bit and 16-bit
+    buffers compute in float32, so their ``mean`` and ``std`` must lie within float32's range
+    (``ValueError`` otherwise; ``trunc_normal_`` likewise).
     """
     m = check_finite("mean", mean)
     s = check_finite("std", std)

@@ -36,6 +36,11 @@ BAD_PARAMS = [
     (fastinit.trunc_normal_, dict(std=0.0, mean=5.0), ValueError),
     # an interval 40 sigma out has no float32-computable mass
     (fastinit.trunc_normal_, dict(a=40.0, b=41.0), ValueError),
+    # a float32 fill computes in float32: a mean or std beyond its range became inf / NaN
+    (fastinit.normal_, dict(mean=1e39), ValueError),
+    (fastinit.normal_, dict(mean=1.7e308, std=1e308), ValueError),
+    (fastinit.trunc_normal_, dict(std=1e39, a=-1e38, b=1e38), ValueError),
+    (fastinit.trunc_normal_, dict(mean=-1e39, std=1e39, a=-1e38, b=1e38), ValueError),
     (fastinit.normal_, dict(seed=-(2**63) - 1), ValueError),
     (fastinit.normal_, dict(seed=1.5), TypeError),
     (fastinit.normal_, dict(seed=True), TypeError),
@@ -217,3 +222,11 @@ def test_schemes_check_empty_tensors_and_shards_like_fills(fn: Any, kw: dict[str
         state = g.get_state()
         fn(np.zeros((0, 6), np.float32), **kw, seed=g)  # nothing to fill: no stream taken
         assert g.get_state() == state
+
+
+def test_float64_fills_take_means_and_stds_beyond_float32() -> None:
+    x = np.empty(1000, np.float64)
+    fastinit.normal_(x, 1e300, 1e299, seed=1)
+    assert np.isfinite(x).all() and abs(x.mean() / 1e300 - 1) < 0.01
+    fastinit.trunc_normal_(x, 0.0, 1e39, -1e38, 1e38, seed=1)
+    assert ((x >= -1e38) & (x <= 1e38)).all() and x.std() > 1e37

@@ -31,6 +31,16 @@ inline void clamp_bounds(DType t, double lo, double hi, const char* what, double
                                 what + " [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
 }
 
+// The 32-bit and 16-bit dtypes compute in float32: a mean or std beyond its range would become
+// an infinity there (and the values infinities or NaN), so it is refused, as uniform_ refuses a
+// range that overflows.
+inline void check_narrow(DType t, float mean, float std, const char* what) {
+  if (t != DType::F64 && (std::isinf(mean) || std::isinf(std)))
+    throw std::invalid_argument(std::string("fastinit: ") + what + " mean and std must lie within " +
+                                "float32's range for a " + dtype_name(t) +
+                                " fill (it computes in float32); fill a float64 buffer instead");
+}
+
 // Phi(x) for the host-side setup; erfc keeps full relative accuracy in the lower tail.
 inline double ndtr(double x) { return 0.5 * std::erfc(-x / std::sqrt(2.0)); }
 
@@ -76,12 +86,13 @@ struct NormalDist {
   struct Params {
     S mean, std;
   };
-  static void setup(DType, const double* a, Params<float>& f, Params<double>& d) {
+  static void setup(DType t, const double* a, Params<float>& f, Params<double>& d) {
     const double mean = a[0], std = a[1];
     if (!std::isfinite(mean) || !std::isfinite(std) || std < 0)
       throw std::invalid_argument("fastinit: normal_ needs a finite mean and a finite std >= 0");
     f.mean = static_cast<float>(mean);
     f.std = static_cast<float>(std);
+    setup_detail::check_narrow(t, f.mean, f.std, "normal_");
     d.mean = mean;
     d.std = std;
   }
@@ -121,6 +132,7 @@ struct TruncNormalDist {
           dtype_name(t) + " arithmetic" + (narrow ? "; fill a float64 buffer instead" : ""));
     f.mean = static_cast<float>(mean);
     f.std = static_cast<float>(std);
+    setup_detail::check_narrow(t, f.mean, f.std, "trunc_normal_");
     f.pl = static_cast<float>(pl);
     f.qu = static_cast<float>(qu);
     f.mass = static_cast<float>(mass);
