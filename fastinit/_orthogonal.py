@@ -36,16 +36,6 @@ _blas_module: Any = None
 _blas_lock = threading.Lock()
 
 
-def _fresh_lock_after_fork() -> None:
-    # A child forked while another thread was loading the BLAS would wait for it forever.
-    global _blas_lock
-    _blas_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_fresh_lock_after_fork)
-
-
 class _ForkGate:
     """Keeps ``os.fork()`` away from OpenBLAS's worker threads while they change state.
 
@@ -113,16 +103,19 @@ def _spin_seconds() -> float:
 _fork_gate = _ForkGate()
 
 
-def _fresh_gate_after_fork() -> None:
-    global _fork_gate
-    _fork_gate = _ForkGate()  # the child has no BLAS calls in flight, and its own workers
+def _fresh_state_after_fork() -> None:
+    global _blas_lock, _fork_gate
+    # A child forked while another thread was loading the BLAS would wait for it forever; and
+    # the child has no BLAS calls in flight (and its own workers).
+    _blas_lock = threading.Lock()
+    _fork_gate = _ForkGate()
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(
         before=lambda: _fork_gate.before_fork(),
         after_in_parent=lambda: _fork_gate.after_fork_in_parent(),
-        after_in_child=_fresh_gate_after_fork,
+        after_in_child=_fresh_state_after_fork,
     )
 
 

@@ -238,8 +238,8 @@ def _checked_empty(
     buffer was silently left unwritten)."""
     if seed is not None and not isinstance(seed, Generator):
         as_u64(seed, "seed")
-    # A fixed (key, stream), so no generator moves; on an empty shard it writes nothing.
-    _fills.fill_at(x, "uniform", (0.0, 0.0), 0, 0, global_shape, global_offset)
+    # The shard check eye_ and dirac_ use: no seed, and on an empty shard nothing is written.
+    _fills.constant_(x, 0.0, global_shape=global_shape, global_offset=global_offset)
     return x
 
 
@@ -670,11 +670,11 @@ def eye_(
     if len(shape) != 2:
         raise ValueError("Only tensors with 2 dimensions are supported")
     rows, cols = shape
-    local = shape_of(x)
-    if math.prod(local) == 0:
-        return _checked_empty(x, None, global_shape, global_offset)
     # Validates the shard (nothing written otherwise) before anything is sized by it.
     _fills.constant_(x, 0.0, global_shape=global_shape, global_offset=global_offset)
+    local = shape_of(x)
+    if math.prod(local) == 0:
+        return x
     o0, o1 = _local_offset(global_offset, 2)
     # Only the diagonal entries inside this shard: never an array as long as the global one.
     first = max(o0, o1)
@@ -738,10 +738,10 @@ def dirac_(
         raise ValueError(f"groups must be >= 1, got {groups}")
     if shape[0] % groups != 0:
         raise ValueError("dim 0 must be divisible by groups")
+    _fills.constant_(x, 0.0, global_shape=global_shape, global_offset=global_offset)
     local = shape_of(x)
     if math.prod(local) == 0:
-        return _checked_empty(x, None, global_shape, global_offset)
-    _fills.constant_(x, 0.0, global_shape=global_shape, global_offset=global_offset)
+        return x
     out_per_group = shape[0] // groups
     min_dim = min(out_per_group, shape[1])
     off = _local_offset(global_offset, len(shape))
