@@ -12,6 +12,7 @@
 #include <cmath>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "fastinit/config.hpp"
 #include "fastinit/dtype.hpp"
@@ -162,6 +163,18 @@ struct TruncNormalDist {
 //     (2, 3) -> element 1). These are frozen: golden tests pin them bit for bit.
 FASTINIT_KERNEL_NS_BEGIN
 
+// Whether lane set L names L::Wide, a set whose vectors are two of L's. AVX2's paired lanes do
+// (lanes_avx2.hpp): normal and trunc_normal then evaluate two words of a block as one value,
+// four independent 256-bit dependency chains per operation instead of two. Their transforms
+// are long chains (a division, Horner polynomials, 5-cycle fused multiply-adds on Zen), and
+// the out-of-order window did not reach far enough down the next word's code to overlap them:
+// measured on Zen 2, trunc_normal_ 0.86x and normal_ 0.97x the time. Every lane still gets
+// exactly the operations it would get alone, so the bits do not change.
+template <class L, class = void>
+struct HasWide : std::false_type {};
+template <class L>
+struct HasWide<L, std::void_t<typename L::Wide>> : std::true_type {};
+
 template <class L, class V, class S, int N>
 FASTINIT_HD void clamp_values(V (&y)[N], S lo, S hi) {
   const auto l = L::splat(lo), h = L::splat(hi);
@@ -198,8 +211,19 @@ template <class L>
 FASTINIT_HD void block_f32(const NormalDist::Params<float>& p, typename L::U32 x0,
                            typename L::U32 x1, typename L::U32 x2, typename L::U32 x3,
                            typename L::F32 (&y)[4]) {
-  box_muller_f32<L>(x0, x1, y[0], y[1]);
-  box_muller_f32<L>(x2, x3, y[2], y[3]);
+  if constexpr (HasWide<L>::value) {
+    // Pairs (w0, w1) and (w2, w3) as one Box-Muller pair: z0 = (y0, y2), z1 = (y1, y3).
+    using W = typename L::Wide;
+    typename W::F32 z0, z1;
+    box_muller_f32<W>(typename W::U32{x0, x2}, typename W::U32{x1, x3}, z0, z1);
+    y[0] = z0.lo;
+    y[1] = z1.lo;
+    y[2] = z0.hi;
+    y[3] = z1.hi;
+  } else {
+    box_muller_f32<L>(x0, x1, y[0], y[1]);
+    box_muller_f32<L>(x2, x3, y[2], y[3]);
+  }
   for (int k = 0; k < 4; ++k) y[k] = L::fma(y[k], p.std, p.mean);
 }
 template <class L>
@@ -212,14 +236,30 @@ FASTINIT_HD void block_f64(const NormalDist::Params<double>& p, typename L::U32 
   y[1] = L::fma(z1, p.std, p.mean);
 }
 
+// One word's trunc_normal value before clamping.
+template <class L>
+FASTINIT_HD typename L::F32 trunc_value_f32(const TruncNormalDist::Params<float>& p,
+                                            typename L::U32 x) {
+  return L::fma(trunc_std_f32<L>(unit_open_f32<L>(x), p.pl, p.qu, p.mass), p.std, p.mean);
+}
 template <class L>
 FASTINIT_HD void block_f32(const TruncNormalDist::Params<float>& p, typename L::U32 x0,
                            typename L::U32 x1, typename L::U32 x2, typename L::U32 x3,
                            typename L::F32 (&y)[4]) {
-  y[0] = L::fma(trunc_std_f32<L>(unit_open_f32<L>(x0), p.pl, p.qu, p.mass), p.std, p.mean);
-  y[1] = L::fma(trunc_std_f32<L>(unit_open_f32<L>(x1), p.pl, p.qu, p.mass), p.std, p.mean);
-  y[2] = L::fma(trunc_std_f32<L>(unit_open_f32<L>(x2), p.pl, p.qu, p.mass), p.std, p.mean);
-  y[3] = L::fma(trunc_std_f32<L>(unit_open_f32<L>(x3), p.pl, p.qu, p.mass), p.std, p.mean);
+  if constexpr (HasWide<L>::value) {
+    using W = typename L::Wide;
+    const typename W::F32 a = trunc_value_f32<W>(p, {x0, x1});
+    const typename W::F32 b = trunc_value_f32<W>(p, {x2, x3});
+    y[0] = a.lo;
+    y[1] = a.hi;
+    y[2] = b.lo;
+    y[3] = b.hi;
+  } else {
+    y[0] = trunc_value_f32<L>(p, x0);
+    y[1] = trunc_value_f32<L>(p, x1);
+    y[2] = trunc_value_f32<L>(p, x2);
+    y[3] = trunc_value_f32<L>(p, x3);
+  }
   clamp_values<L>(y, p.lo, p.hi);
 }
 template <class L>
