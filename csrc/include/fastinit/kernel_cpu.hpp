@@ -32,6 +32,7 @@
 #include "fastinit/block_values.hpp"
 #if defined(FASTINIT_X86_SIMD)
 #include "fastinit/lanes_avx2.hpp"
+#include "fastinit/philox_avx2_asm.inc"
 #endif
 #include "fastinit/lanes_scalar.hpp"
 #include "fastinit/params.hpp"
@@ -458,22 +459,109 @@ __attribute__((always_inline)) inline void philox_vec(uint64_t block, uint64_t s
   x2 = {lo[2], hi[2]};
   x3 = {lo[3], hi[3]};
 }
+
+// The words of consecutive AVX2 groups (16 blocks each), the same as philox_vec gives, from
+// three sets of four blocks kept in flight at staggered rounds by generated assembly
+// (philox_avx2_asm.inc; tools/gen_philox_avx2.py says why): a set that finishes is stored and
+// restarted on the next blocks, so the multiply port never waits for a batch to start or end.
+// It computes a refill of FASTINIT_PHILOX_AVX2_SETS sets (3 groups) at a time, so it pays off
+// on ranges of several groups; fill_range_typed uses philox_vec for short ones.
+template <LaneOrder O>
+class PhiloxAhead {
+ public:
+  PhiloxAhead(uint64_t block, uint64_t stream, const KeySchedule& ks) : ks_(ks) {
+    // Prime: the set that finishes i-th gets blocks block + 4i and the rounds it has done.
+    const int done[3] = FASTINIT_PHILOX_AVX2_OFFSETS, order[3] = FASTINIT_PHILOX_AVX2_ORDER;
+    for (int i = 0; i < 3; ++i) {
+      const int j = order[i];
+      philox_init<O>(block + 4 * i, stream, s_[j]);
+      philox_rounds(s_[j], done[j]);
+    }
+    const PReg next = p_add64(p_set64(block + 12), p_lane_index<O>());
+    std::memcpy(ctx_, &next, sizeof next);
+    for (int i = 0; i < 4; ++i) {
+      ctx_[4 + i] = 4;
+      ctx_[8 + i] = stream & 0xFFFFFFFFu;
+      ctx_[12 + i] = stream >> 32;
+      ctx_[16 + i] = kPhiloxM0;
+      ctx_[20 + i] = kPhiloxM1;
+    }
+  }
+
+  // The next group's words, in lane order O (as philox_vec<O> for its first block).
+  __attribute__((always_inline)) void next(Pair<VecLanes::U32>& x0, Pair<VecLanes::U32>& x1,
+                                           Pair<VecLanes::U32>& x2, Pair<VecLanes::U32>& x3) {
+    if (pos_ == kSets) refill();
+    const PReg(*b)[4] = buf_ + pos_;
+    pos_ += 4;
+    const auto w = [&](int k) -> Pair<VecLanes::U32> {
+      return {reinterpret_cast<VecLanes::U32>(p_pack<O>(b[0][k], b[1][k])),
+              reinterpret_cast<VecLanes::U32>(p_pack<O>(b[2][k], b[3][k]))};
+    };
+    x0 = w(0);
+    x1 = w(1);
+    x2 = w(2);
+    x3 = w(3);
+  }
+
+ private:
+  static constexpr int kSets = FASTINIT_PHILOX_AVX2_SETS;
+  static_assert(kSets % 4 == 0, "a refill holds whole groups");
+
+  // Rounds [0, n) on one set: only to prime, so plain code.
+  void philox_rounds(PReg (&s)[4], int n) const {
+    const PReg m0 = p_set64(kPhiloxM0), m1 = p_set64(kPhiloxM1);
+    for (int r = 0; r < n; ++r) {
+      const PReg p0 = p_mul(s[0], m0), p1 = p_mul(s[2], m1);
+      s[0] = p_xor3(p_hi(p1), s[1], ks_.k[2 * r]);
+      s[2] = p_xor3(p_hi(p0), s[3], ks_.k[2 * r + 1]);
+      s[1] = p1;
+      s[3] = p0;
+    }
+  }
+
+  __attribute__((noinline)) void refill() {
+    PReg t0, t1;
+    __asm__ volatile(FASTINIT_PHILOX_AVX2_ASM
+                     : [s00] "+x"(s_[0][0]), [s01] "+x"(s_[0][1]), [s02] "+x"(s_[0][2]),
+                       [s03] "+x"(s_[0][3]), [s10] "+x"(s_[1][0]), [s11] "+x"(s_[1][1]),
+                       [s12] "+x"(s_[1][2]), [s13] "+x"(s_[1][3]), [s20] "+x"(s_[2][0]),
+                       [s21] "+x"(s_[2][1]), [s22] "+x"(s_[2][2]), [s23] "+x"(s_[2][3]),
+                       [t0] "=&x"(t0), [t1] "=&x"(t1)
+                     : [k] "r"(ks_.k), [ctx] "r"(ctx_), [out] "r"(buf_)
+                     : "memory");
+    pos_ = 0;
+  }
+
+  const KeySchedule& ks_;
+  PReg s_[3][4];               // the sets in flight (word k of set j)
+  alignas(32) uint64_t ctx_[24];  // see tools/gen_philox_avx2.py
+  PReg buf_[kSets][4];         // the last refill's sets, in block order
+  int pos_ = kSets;            // the next set of buf_ to hand out
+};
 #endif
 #endif
 
-// One group = L::W consecutive Philox blocks = W * (4 or 2) consecutive elements, written to
-// dst in logical order.
-template <class L, Dist D, DType T, class KS>
-inline void emit_group(const FillParams& P, const KS& ks, uint64_t block, void* dst, bool nt) {
-  using U32 = typename L::U32;
-  using F32 = typename L::F32;
-  U32 x0, x1, x2, x3;
+// The words of the group that starts at `block`, in the lane order emit_words expects.
+template <class L, DType T, class KS>
+inline void group_words(const FillParams& P, const KS& ks, uint64_t block, typename L::U32& x0,
+                        typename L::U32& x1, typename L::U32& x2, typename L::U32& x3) {
 #if defined(FASTINIT_X86_SIMD)
   if constexpr (L::W > 1) {
     philox_vec<lane_order_for<L, T>()>(block, P.stream, ks, x0, x1, x2, x3);
   } else
 #endif
     philox_lanes<L>(block, P.key, P.stream, x0, x1, x2, x3);
+}
+
+// One group = L::W consecutive Philox blocks = W * (4 or 2) consecutive elements, written to
+// dst in logical order, from the group's words. (always_inline: fill_range_typed calls it from
+// four places, and GCC then kept it out of line, passing the words through the stack.)
+template <class L, Dist D, DType T>
+__attribute__((always_inline)) inline void emit_words(const FillParams& P, typename L::U32 x0, typename L::U32 x1,
+                       typename L::U32 x2, typename L::U32 x3, void* dst, bool nt) {
+  using U32 = typename L::U32;
+  using F32 = typename L::F32;
   if constexpr (T == DType::F64) {
     char* d = static_cast<char*>(dst);
 #if defined(FASTINIT_X86_SIMD) || defined(FASTINIT_NEON_SIMD)
@@ -634,19 +722,41 @@ void fill_range_typed(const FillParams& P, void* out, int64_t i0, int64_t n, boo
     nt = L::kStreamBytes != 0 &&
          reinterpret_cast<uintptr_t>(o + lead * isz) % (L::kStreamBytes ? L::kStreamBytes : 1) == 0;
   }
-  for (int64_t g = i0 / G; g <= g_last; ++g) {
-    const int64_t s = g * G;
-    const uint64_t block = static_cast<uint64_t>(g) * static_cast<uint64_t>(L::W);
-    const bool ends_inside = s <= end - G;  // s + G <= end
-    if (s >= i0 && ends_inside) {
-      emit_group<L, D, T>(P, ks, block, o + (s - i0) * isz, nt);
-    } else {
-      emit_group<L, D, T>(P, ks, block, tmp, false);
-      const int64_t a = s > i0 ? s : i0;
-      const int64_t b = ends_inside ? s + G : end;
-      std::memcpy(o + (a - i0) * isz, tmp + (a - s) * isz, static_cast<size_t>((b - a) * isz));
+  // The groups in order; words(block, x0..x3) gives each group's words.
+  const auto groups = [&](auto&& words) {
+    for (int64_t g = i0 / G; g <= g_last; ++g) {
+      const int64_t s = g * G;
+      const uint64_t block = static_cast<uint64_t>(g) * static_cast<uint64_t>(L::W);
+      const bool ends_inside = s <= end - G;  // s + G <= end
+      typename L::U32 x0, x1, x2, x3;
+      words(block, x0, x1, x2, x3);
+      if (s >= i0 && ends_inside) {
+        emit_words<L, D, T>(P, x0, x1, x2, x3, o + (s - i0) * isz, nt);
+      } else {
+        emit_words<L, D, T>(P, x0, x1, x2, x3, tmp, false);
+        const int64_t a = s > i0 ? s : i0;
+        const int64_t b = ends_inside ? s + G : end;
+        std::memcpy(o + (a - i0) * isz, tmp + (a - s) * isz, static_cast<size_t>((b - a) * isz));
+      }
+    }
+  };
+  using U32 = typename L::U32;
+#if defined(FASTINIT_X86_SIMD) && FASTINIT_VEC_W == 8
+  // AVX2 pairs: ranges of two refills or more take their words from PhiloxAhead (a refill is
+  // three groups, so a shorter range would compute up to 3x the blocks it needs).
+  if constexpr (L::W == 2 * FASTINIT_VEC_W) {
+    if (g_last - i0 / G + 1 >= 2 * FASTINIT_PHILOX_AVX2_SETS / 4) {
+      PhiloxAhead<lane_order_for<L, T>()> ahead(static_cast<uint64_t>(i0 / G) * L::W, P.stream,
+                                                ks);
+      groups([&](uint64_t, U32& x0, U32& x1, U32& x2, U32& x3) { ahead.next(x0, x1, x2, x3); });
+      if (nt) L::store_fence();
+      return;
     }
   }
+#endif
+  groups([&](uint64_t block, U32& x0, U32& x1, U32& x2, U32& x3) {
+    group_words<L, T>(P, ks, block, x0, x1, x2, x3);
+  });
   if (nt) L::store_fence();
 }
 
