@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -62,3 +63,51 @@ def test_uniform_uses_word_i_of_block_i_over_4() -> None:
     fastinit.uniform_(x, seed=99)
     words = _fills.random_words(64, 99, 0)
     np.testing.assert_array_equal(x, (words >> 8).astype(np.float32) * np.float32(2.0**-24))
+
+
+def _round_to(v: Fraction, dtype: type[np.floating]) -> np.floating:
+    """The exact rational v rounded to nearest even in dtype (no double rounding)."""
+    f = dtype(float(v))
+    best = f
+    for g in (np.nextafter(f, dtype(-np.inf)), np.nextafter(f, dtype(np.inf))):
+        d, db = abs(Fraction(float(g)) - v), abs(Fraction(float(best)) - v)
+        if d < db or (
+            d == db and int(g.view(np.uint32 if dtype is np.float32 else np.uint64)) % 2 == 0
+        ):
+            best = g
+    return best
+
+
+@pytest.mark.parametrize(
+    ("dtype", "low", "span"),
+    [
+        (np.float32, -1.5, 3.7),
+        (np.float32, 0.25, 2.0**-3),
+        # span * 2^-24 is not a float32 (its low bit falls below the subnormals): the kernels
+        # must then form u before multiplying, or the values drift by 2^-20 relative.
+        (np.float32, 0.0, (1 + 2.0**-20) * 2.0**-110),
+        (np.float64, -1.5, 3.7),
+        (np.float64, 0.0, (1 + 2.0**-50) * 2.0**-980),
+    ],
+)
+def test_uniform_is_one_rounding_of_u_times_span_plus_low(
+    dtype: type[np.floating], low: float, span: float
+) -> None:
+    # The frozen mapping: y = fma(u, high - low, low) with u = i * 2^-b, one rounding of the
+    # exact value (whatever the kernels do to save a multiply).
+    span = float(dtype(span))
+    high = low + span
+    assert float(dtype(high - low)) == span
+    n = 64
+    x = np.empty(n, dtype)
+    fastinit.uniform_(x, low, high, seed=5)
+    words = _fills.random_words(2 * n, 5, 0).astype(np.uint64)
+    if dtype is np.float32:
+        ints = [int(w) >> 8 for w in words[:n]]
+        u = [Fraction(i, 2**24) for i in ints]
+    else:
+        ints = [(int(words[2 * j]) << 21) | (int(words[2 * j + 1]) >> 11) for j in range(n)]
+        u = [Fraction(i, 2**53) for i in ints]
+    expect = np.array([_round_to(ui * Fraction(span) + Fraction(low), dtype) for ui in u], dtype)
+    lo, hi = dtype(low), dtype(high)
+    np.testing.assert_array_equal(x, np.clip(expect, lo, hi))

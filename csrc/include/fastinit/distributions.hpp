@@ -56,6 +56,12 @@ struct UniformDist {
     S low, span;  // y = fma(u, span, low)
     S lo, hi;     // the clamp: low and high rounded inwards to the dtype
     bool clamp;   // false when the host proved the clamp cannot act (the kernels skip it)
+    // u = i * 2^-b exactly (i an integer of b bits, b = 24 or 53), so when step = span * 2^-b
+    // is exact, fma(i, step, low) is the same real number rounded once: the same bits as
+    // fma(u, span, low), one multiply fewer per element. Only a span below 2^-102 (float) or
+    // 2^-969 (double) can make step inexact; the kernels then form u first.
+    S step;
+    bool exact_step;
   };
   static void setup(DType t, const double* a, Params<float>& f, Params<double>& d) {
     const double low = a[0], high = a[1];
@@ -76,6 +82,10 @@ struct UniformDist {
     f.clamp = !(f.low >= f.lo && max_f <= f.hi);
     const double max_d = std::fma(1.0 - 0x1p-53, d.span, d.low);
     d.clamp = !(d.low >= d.lo && max_d <= d.hi);
+    f.step = f.span * 0x1p-24f;
+    f.exact_step = std::ldexp(f.step, 24) == f.span;
+    d.step = d.span * 0x1p-53;
+    d.exact_step = std::ldexp(d.step, 53) == d.span;
   }
 };
 
@@ -192,18 +202,30 @@ template <class L>
 FASTINIT_HD void block_f32(const UniformDist::Params<float>& p, typename L::U32 x0,
                            typename L::U32 x1, typename L::U32 x2, typename L::U32 x3,
                            typename L::F32 (&y)[4]) {
-  y[0] = L::fma(unit_f32<L>(x0), p.span, p.low);
-  y[1] = L::fma(unit_f32<L>(x1), p.span, p.low);
-  y[2] = L::fma(unit_f32<L>(x2), p.span, p.low);
-  y[3] = L::fma(unit_f32<L>(x3), p.span, p.low);
+  if (p.exact_step) {
+    y[0] = L::fma(unit_int_f32<L>(x0), p.step, p.low);
+    y[1] = L::fma(unit_int_f32<L>(x1), p.step, p.low);
+    y[2] = L::fma(unit_int_f32<L>(x2), p.step, p.low);
+    y[3] = L::fma(unit_int_f32<L>(x3), p.step, p.low);
+  } else {
+    y[0] = L::fma(unit_f32<L>(x0), p.span, p.low);
+    y[1] = L::fma(unit_f32<L>(x1), p.span, p.low);
+    y[2] = L::fma(unit_f32<L>(x2), p.span, p.low);
+    y[3] = L::fma(unit_f32<L>(x3), p.span, p.low);
+  }
   if (p.clamp) clamp_values<L>(y, p.lo, p.hi);
 }
 template <class L>
 FASTINIT_HD void block_f64(const UniformDist::Params<double>& p, typename L::U32 x0,
                            typename L::U32 x1, typename L::U32 x2, typename L::U32 x3,
                            typename L::F64 (&y)[2]) {
-  y[0] = L::fma(unit_f64<L>(x0, x1), p.span, p.low);
-  y[1] = L::fma(unit_f64<L>(x2, x3), p.span, p.low);
+  if (p.exact_step) {
+    y[0] = L::fma(unit_int_f64<L>(x0, x1), p.step, p.low);
+    y[1] = L::fma(unit_int_f64<L>(x2, x3), p.step, p.low);
+  } else {
+    y[0] = L::fma(unit_f64<L>(x0, x1), p.span, p.low);
+    y[1] = L::fma(unit_f64<L>(x2, x3), p.span, p.low);
+  }
   if (p.clamp) clamp_values<L>(y, p.lo, p.hi);
 }
 

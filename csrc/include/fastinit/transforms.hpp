@@ -23,10 +23,16 @@ FASTINIT_KERNEL_NS_BEGIN
 
 // ---------------------------------------------------------------- uniform variates
 
-// [0, 1) with 24 bits: exact conversion (the integer fits the float32 significand).
+// The 24-bit integer of unit_f32, converted exactly (it fits the float32 significand).
+template <class L>
+FASTINIT_HD typename L::F32 unit_int_f32(typename L::U32 w) {
+  return L::cvt_f32(L::as_i32(w >> 8));
+}
+
+// [0, 1) with 24 bits.
 template <class L>
 FASTINIT_HD typename L::F32 unit_f32(typename L::U32 w) {
-  return L::cvt_f32(L::as_i32(w >> 8)) * 0x1p-24f;
+  return unit_int_f32<L>(w) * 0x1p-24f;
 }
 
 // (0, 1) with 23 bits, symmetric about 1/2, so that u and 1 - u are both exact.
@@ -40,10 +46,16 @@ FASTINIT_HD typename L::U64 join53(typename L::U32 hi, typename L::U32 lo) {
   return (L::widen(hi) << 21) | (L::widen(lo) >> 11);
 }
 
+// The 53-bit integer of unit_f64, converted exactly.
+template <class L>
+FASTINIT_HD typename L::F64 unit_int_f64(typename L::U32 hi, typename L::U32 lo) {
+  return L::cvt_f64(L::as_i64(join53<L>(hi, lo)));
+}
+
 // [0, 1) with 53 bits.
 template <class L>
 FASTINIT_HD typename L::F64 unit_f64(typename L::U32 hi, typename L::U32 lo) {
-  return L::cvt_f64(L::as_i64(join53<L>(hi, lo))) * 0x1p-53;
+  return unit_int_f64<L>(hi, lo) * 0x1p-53;
 }
 
 // (0, 1) with 52 bits, symmetric about 1/2.
