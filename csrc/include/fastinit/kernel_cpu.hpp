@@ -297,7 +297,7 @@ inline void philox_lanes(uint64_t block, uint64_t key, uint64_t stream, typename
 // Neither needs a cross-lane shuffle (3-cycle latency and a single port on Intel and Zen).
 enum class LaneOrder { kBlocks, kTranspose32, kPairs16 };
 
-// The order emit_group's output path for lanes L and dtype T expects: the one place that
+// The order emit_words's output path for lanes L and dtype T expects: the one place that
 // decides it (the AVX2 output paths assert it).
 template <class L, DType T>
 constexpr LaneOrder lane_order_for() {
