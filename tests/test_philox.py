@@ -86,6 +86,8 @@ def _round_to(v: Fraction, dtype: type[np.floating]) -> np.floating:
         # span * 2^-24 is not a float32 (its low bit falls below the subnormals): the kernels
         # must then form u before multiplying, or the values drift by 2^-20 relative.
         (np.float32, 0.0, (1 + 2.0**-20) * 2.0**-110),
+        # span * 2^-24 is exact but subnormal (flush-to-zero modes would read it as 0).
+        (np.float32, 2.0**-100, 2.0**-110),
         (np.float64, -1.5, 3.7),
         (np.float64, 0.0, (1 + 2.0**-50) * 2.0**-980),
     ],

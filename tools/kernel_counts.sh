@@ -8,7 +8,7 @@
 # (Static per-group counts went with the group function: the AVX2 words now come from generated
 # assembly, whose schedule tools/gen_philox_avx2.py states: 8 vector operations per round of
 # four blocks, plus 10 to store and restart each set.)
-# Usage: tools/kernel_counts.sh [ROUNDS]   (needs g++, python3; valgrind for part 1)
+# Usage: tools/kernel_counts.sh [ROUNDS]   (needs g++; valgrind and bc for part 1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds="${1:-31}"

@@ -21,6 +21,10 @@
 #include "fastinit/kernel_table.hpp"
 #include "fastinit/params.hpp"
 
+#if defined(__x86_64__)
+#include <xmmintrin.h>
+#endif
+
 using namespace fastinit;
 
 namespace {
@@ -39,7 +43,8 @@ struct Case {
   std::vector<double> p;
 };
 
-// Every bound is exact in float16 and bfloat16, so no dtype rounds the clamp bounds.
+// Every bound is exact in float16 and bfloat16, so no dtype rounds the clamp bounds (the
+// tiny uniform spans aside, which those dtypes round to zero or reject).
 // Central and tail parameter sets: the tails drive ndtri through its rare branches (Wichura's
 // tail rationals, near and far), the narrow uniform ranges make the clamp act.
 const Case kCases[] = {
@@ -47,6 +52,12 @@ const Case kCases[] = {
     {"uniform", {0.0, 1.0}},
     {"uniform", {0.125, 0.375}},
     {"uniform", {-0x1p-10, 0x1p-10}},
+    // Spans whose step (span * 2^-24, * 2^-53 for float64) is inexact or subnormal: the kernels
+    // form u = i * 2^-b first there (UniformDist::Params::exact_step). A dtype with no value in
+    // the range skips the case.
+    {"uniform", {0.0, 0x1.00001p-110}},
+    {"uniform", {0.0, 0x1.0000000000004p-980}},
+    {"uniform", {0x1p-100, 0x1p-100 + 0x1p-110}},
     {"normal", {0.5, 2.0}},
     {"normal", {0.0, 0.02}},
     {"normal", {-3.0, 0.0}},
@@ -172,6 +183,38 @@ void check_golden(const KernelTable& kt) {
   }
 }
 
+// uniform_ with a span whose step (span * 2^-b) is exact but subnormal: flush-to-zero modes read
+// a subnormal operand as zero, so the kernels must not use the step there (they form u first,
+// from normal operands only). x86: the SSE/AVX control word's DAZ and FTZ bits, set only around
+// the kernel call (the parameters are computed without them, as when an OpenMP worker thread
+// runs in another mode than the caller). Not checked on Arm (FPCR.FZ).
+void check_flush_to_zero(const KernelTable& kt) {
+#if defined(__x86_64__)
+  struct Tiny {
+    DType t;
+    double low, span;
+  };
+  const Tiny cases[] = {{DType::F32, 0x1p-100, 0x1p-110}, {DType::F64, 0x1p-1000, 0x1p-1010}};
+  for (const Tiny& c : cases) {
+    const FillParams P = params("uniform", c.t, {c.low, c.low + c.span}, 5, 0);
+    const int64_t n = 1029;
+    std::vector<unsigned char> ref(static_cast<size_t>(n * dtype_size(c.t)));
+    std::vector<unsigned char> got(ref.size());
+    kt.fill_range(P, ref.data(), 0, n, false);
+    const unsigned csr = _mm_getcsr();
+    _mm_setcsr(csr | 0x8040u);  // FTZ (bit 15) and DAZ (bit 6)
+    kt.fill_range(P, got.data(), 0, n, false);
+    _mm_setcsr(csr);
+    ++g_checks;
+    if (ref != got)
+      fail(std::string(kt.name) + ": uniform " + dtype_str(c.t) +
+           " with a subnormal step depends on flush-to-zero");
+  }
+#else
+  (void)kt;
+#endif
+}
+
 }  // namespace
 
 int main() {
@@ -187,12 +230,14 @@ int main() {
 #endif
   if (isas.size() < 2) fail("no SIMD kernel set to compare with scalar");
   check_golden(scalar);
+  check_flush_to_zero(scalar);
   for (const auto& isa : isas) {
     if (isa == "scalar") continue;
     set_active_isa(isa);
     const KernelTable simd = active_kernels();
     if (isa != simd.name) fail("set_active_isa(" + isa + ") gave " + simd.name);
     check_golden(simd);
+    check_flush_to_zero(simd);
     long cases = 0;
     for (const Case& c : kCases)
       for (DType t : kDtypes)

@@ -10,6 +10,8 @@
 #else
 #define FASTINIT_HD inline __attribute__((always_inline))
 #endif
+// Host-only code that must be inlined whatever GCC's heuristics say (the AVX2 lane pairs).
+#define FASTINIT_ALWAYS_INLINE inline __attribute__((always_inline))
 
 // Kernel headers are compiled several times with different instruction-set flags (scalar,
 // AVX2, AVX-512) and linked into one module. Giving everything in them internal linkage

@@ -58,8 +58,10 @@ struct UniformDist {
     bool clamp;   // false when the host proved the clamp cannot act (the kernels skip it)
     // u = i * 2^-b exactly (i an integer of b bits, b = 24 or 53), so when step = span * 2^-b
     // is exact, fma(i, step, low) is the same real number rounded once: the same bits as
-    // fma(u, span, low), one multiply fewer per element. Only a span below 2^-102 (float) or
-    // 2^-969 (double) can make step inexact; the kernels then form u first.
+    // fma(u, span, low), one multiply fewer per element. step must also be normal (or zero):
+    // a subnormal step would read as zero under flush-to-zero modes (x86 DAZ, as
+    // torch.set_flush_denormal sets; Arm FPCR.FZ) that leave the other form's normal operands
+    // alone. So a span below 2^-102 (float) or 2^-969 (double) keeps the other form.
     S step;
     bool exact_step;
   };
@@ -83,9 +85,9 @@ struct UniformDist {
     const double max_d = std::fma(1.0 - 0x1p-53, d.span, d.low);
     d.clamp = !(d.low >= d.lo && max_d <= d.hi);
     f.step = f.span * 0x1p-24f;
-    f.exact_step = std::ldexp(f.step, 24) == f.span;
+    f.exact_step = std::ldexp(f.step, 24) == f.span && (f.step == 0 || std::isnormal(f.step));
     d.step = d.span * 0x1p-53;
-    d.exact_step = std::ldexp(d.step, 53) == d.span;
+    d.exact_step = std::ldexp(d.step, 53) == d.span && (d.step == 0 || std::isnormal(d.step));
   }
 };
 
