@@ -353,3 +353,14 @@ def test_section_problems_fail_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
     fake.run_orthogonal_bench = lambda **kwargs: [{"shape": [4, 4], "problem": "not orthogonal"}]  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "fastinit.bench.orthogonal", fake)
     assert main(["bench", "--orthogonal", "--threads", "1"]) == 1
+
+
+def test_the_cpu_is_named_with_its_family_and_model() -> None:
+    from fastinit.bench import fills
+
+    x86 = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 23\nmodel\t\t: 49\n"
+    x86 += "model name\t: AMD EPYC\n\nprocessor\t: 1\ncpu family\t: 99\n"
+    assert fills._cpu_model(x86) == "AMD EPYC (family 23, model 49)"
+    arm = "processor\t: 0\nBogoMIPS\t: 243.75\nCPU implementer\t: 0x41\nCPU part\t: 0xd40\n"
+    assert fills._cpu_model(arm).endswith("(implementer 0x41, part 0xd40)")
+    assert fills._cpu_model("") != ""

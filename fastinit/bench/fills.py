@@ -511,15 +511,32 @@ def available_memory() -> int | None:
         return None
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
+def _cpu_model(cpuinfo: str | None = None) -> str:
+    """The CPU's name, with its x86 family and model numbers (or its Arm part number).
+
+    Virtual machines often report only a brand ("AMD EPYC"), which does not tell a Zen 2 from
+    a Zen 4; the family and model numbers do, so the figures of a run can be attributed.
+    """
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+                cpuinfo = fh.read()
+        except OSError:
+            cpuinfo = ""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        if not line.strip():
+            if fields:
+                break  # the first processor's block is enough
+            continue
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    name = fields.get("model name") or platform.processor() or platform.machine() or "unknown CPU"
+    if "cpu family" in fields and "model" in fields:
+        return f"{name} (family {fields['cpu family']}, model {fields['model']})"
+    if "CPU implementer" in fields and "CPU part" in fields:
+        return f"{name} (implementer {fields['CPU implementer']}, part {fields['CPU part']})"
+    return name
 
 
 def _last_level_cache() -> int | None:
