@@ -386,24 +386,27 @@ struct KeySchedule {
 // the sets' rounds are interleaved, fully unrolled (the key operands are then addressed
 // directly).
 template <int N>
+__attribute__((always_inline)) inline void philox_round(PReg (&s)[N][4], const KeySchedule& ks,
+                                                        int r, PReg m0, PReg m1) {
+  PReg p0[N], p1[N];
+#pragma GCC unroll 4
+  for (int j = 0; j < N; ++j) {
+    p0[j] = p_mul(s[j][0], m0);
+    p1[j] = p_mul(s[j][2], m1);
+  }
+#pragma GCC unroll 4
+  for (int j = 0; j < N; ++j) {
+    s[j][0] = p_xor3(p_hi(p1[j]), s[j][1], ks.k[2 * r]);
+    s[j][2] = p_xor3(p_hi(p0[j]), s[j][3], ks.k[2 * r + 1]);
+    s[j][1] = p1[j];
+    s[j][3] = p0[j];
+  }
+}
+template <int N>
 __attribute__((always_inline)) inline void philox_sets(PReg (&s)[N][4], const KeySchedule& ks) {
   const PReg m0 = p_set64(kPhiloxM0), m1 = p_set64(kPhiloxM1);
 #pragma GCC unroll 10
-  for (int r = 0; r < 10; ++r) {
-    PReg p0[N], p1[N];
-#pragma GCC unroll 4
-    for (int j = 0; j < N; ++j) {
-      p0[j] = p_mul(s[j][0], m0);
-      p1[j] = p_mul(s[j][2], m1);
-    }
-#pragma GCC unroll 4
-    for (int j = 0; j < N; ++j) {
-      s[j][0] = p_xor3(p_hi(p1[j]), s[j][1], ks.k[2 * r]);
-      s[j][2] = p_xor3(p_hi(p0[j]), s[j][3], ks.k[2 * r + 1]);
-      s[j][1] = p1[j];
-      s[j][3] = p0[j];
-    }
-  }
+  for (int r = 0; r < 10; ++r) philox_round<N>(s, ks, r, m0, m1);
 }
 
 // The starting words of a set of W/2 blocks from `block` on, in lane order O.
@@ -472,10 +475,13 @@ class PhiloxAhead {
   PhiloxAhead(uint64_t block, uint64_t stream, const KeySchedule& ks) : ks_(ks) {
     // Prime: the set that finishes i-th gets blocks block + 4i and the rounds it has done.
     const int done[3] = FASTINIT_PHILOX_AVX2_OFFSETS, order[3] = FASTINIT_PHILOX_AVX2_ORDER;
+    const PReg m0 = p_set64(kPhiloxM0), m1 = p_set64(kPhiloxM1);
     for (int i = 0; i < 3; ++i) {
       const int j = order[i];
-      philox_init<O>(block + 4 * i, stream, s_[j]);
-      philox_rounds(s_[j], done[j]);
+      PReg one[1][4];
+      philox_init<O>(block + 4 * i, stream, one[0]);
+      for (int r = 0; r < done[j]; ++r) philox_round<1>(one, ks, r, m0, m1);
+      std::memcpy(s_[j], one[0], sizeof one[0]);
     }
     const PReg next = p_add64(p_set64(block + 12), p_lane_index<O>());
     std::memcpy(ctx_, &next, sizeof next);
@@ -488,8 +494,12 @@ class PhiloxAhead {
     }
   }
 
+  // The fewest groups worth priming for: two refills (one refill is three groups, so a shorter
+  // range would compute up to 3x the blocks it needs).
+  static constexpr int64_t kMinGroups = 2 * FASTINIT_PHILOX_AVX2_SETS / 4;
+
   // The next group's words, in lane order O (as philox_vec<O> for its first block).
-  __attribute__((always_inline)) void next(Pair<VecLanes::U32>& x0, Pair<VecLanes::U32>& x1,
+  FASTINIT_ALWAYS_INLINE void next(Pair<VecLanes::U32>& x0, Pair<VecLanes::U32>& x1,
                                            Pair<VecLanes::U32>& x2, Pair<VecLanes::U32>& x3) {
     if (pos_ == kSets) refill();
     const PReg(*b)[4] = buf_ + pos_;
@@ -507,18 +517,6 @@ class PhiloxAhead {
  private:
   static constexpr int kSets = FASTINIT_PHILOX_AVX2_SETS;
   static_assert(kSets % 4 == 0, "a refill holds whole groups");
-
-  // Rounds [0, n) on one set: only to prime, so plain code.
-  void philox_rounds(PReg (&s)[4], int n) const {
-    const PReg m0 = p_set64(kPhiloxM0), m1 = p_set64(kPhiloxM1);
-    for (int r = 0; r < n; ++r) {
-      const PReg p0 = p_mul(s[0], m0), p1 = p_mul(s[2], m1);
-      s[0] = p_xor3(p_hi(p1), s[1], ks_.k[2 * r]);
-      s[2] = p_xor3(p_hi(p0), s[3], ks_.k[2 * r + 1]);
-      s[1] = p1;
-      s[3] = p0;
-    }
-  }
 
   __attribute__((noinline)) void refill() {
     PReg t0, t1;
@@ -558,8 +556,8 @@ inline void group_words(const FillParams& P, const KS& ks, uint64_t block, typen
 // dst in logical order, from the group's words. (always_inline: fill_range_typed calls it from
 // four places, and GCC then kept it out of line, passing the words through the stack.)
 template <class L, Dist D, DType T>
-__attribute__((always_inline)) inline void emit_words(const FillParams& P, typename L::U32 x0, typename L::U32 x1,
-                       typename L::U32 x2, typename L::U32 x3, void* dst, bool nt) {
+FASTINIT_ALWAYS_INLINE void emit_words(const FillParams& P, typename L::U32 x0, typename L::U32 x1,
+                                       typename L::U32 x2, typename L::U32 x3, void* dst, bool nt) {
   using U32 = typename L::U32;
   using F32 = typename L::F32;
   if constexpr (T == DType::F64) {
@@ -742,15 +740,14 @@ void fill_range_typed(const FillParams& P, void* out, int64_t i0, int64_t n, boo
   };
   using U32 = typename L::U32;
 #if defined(FASTINIT_X86_SIMD) && FASTINIT_VEC_W == 8
-  // AVX2 pairs: ranges of two refills or more take their words from PhiloxAhead (a refill is
-  // three groups, so a shorter range would compute up to 3x the blocks it needs), where Philox
-  // is a large part of the time. Not trunc_normal, whose transform dominates: there the
-  // refills' bursts of Philox work without stores cost more than they saved (measured on Zen 2,
-  // 2^22 elements with streaming stores: 1.05x the time of philox_vec).
+  // AVX2 pairs: ranges of PhiloxAhead::kMinGroups or more take their words from PhiloxAhead,
+  // where Philox is a large part of the time. Not trunc_normal, whose transform dominates:
+  // there the refills' bursts of Philox work without stores cost more than they saved
+  // (measured on Zen 2, 2^22 elements with streaming stores: 1.05x the time of philox_vec).
   if constexpr (L::W == 2 * FASTINIT_VEC_W && D != Dist::TruncNormal) {
-    if (g_last - i0 / G + 1 >= 2 * FASTINIT_PHILOX_AVX2_SETS / 4) {
-      PhiloxAhead<lane_order_for<L, T>()> ahead(static_cast<uint64_t>(i0 / G) * L::W, P.stream,
-                                                ks);
+    using Ahead = PhiloxAhead<lane_order_for<L, T>()>;
+    if (g_last - i0 / G + 1 >= Ahead::kMinGroups) {
+      Ahead ahead(static_cast<uint64_t>(i0 / G) * L::W, P.stream, ks);
       groups([&](uint64_t, U32& x0, U32& x1, U32& x2, U32& x3) { ahead.next(x0, x1, x2, x3); });
       if (nt) L::store_fence();
       return;

@@ -30,18 +30,19 @@ constexpr bool kIsScalar = std::is_arithmetic<S>::value;
 
 // Elementwise operators: pair with pair, pair with scalar, scalar with pair. GCC's vector
 // extensions give each half's operator (and its result type: comparisons give signed masks).
-#define FASTINIT_PAIR_BINOP(op)                                                          \
-  template <class A, class B>                                                            \
-  FASTINIT_ALWAYS_INLINE auto operator op(const Pair<A>& a, const Pair<B>& b)->Pair<decltype(a.lo op b.lo)> { \
-    return {a.lo op b.lo, a.hi op b.hi};                                                 \
-  }                                                                                      \
-  template <class A, class S, class = typename std::enable_if<kIsScalar<S>>::type>       \
-  FASTINIT_ALWAYS_INLINE auto operator op(const Pair<A>& a, S s)->Pair<decltype(a.lo op s)> {            \
-    return {a.lo op s, a.hi op s};                                                       \
-  }                                                                                      \
-  template <class S, class B, class = typename std::enable_if<kIsScalar<S>>::type>       \
-  FASTINIT_ALWAYS_INLINE auto operator op(S s, const Pair<B>& b)->Pair<decltype(s op b.lo)> {            \
-    return {s op b.lo, s op b.hi};                                                       \
+#define FASTINIT_PAIR_BINOP(op)                                                               \
+  template <class A, class B>                                                                 \
+  FASTINIT_ALWAYS_INLINE auto operator op(const Pair<A>& a, const Pair<B>& b)                 \
+      ->Pair<decltype(a.lo op b.lo)> {                                                        \
+    return {a.lo op b.lo, a.hi op b.hi};                                                      \
+  }                                                                                           \
+  template <class A, class S, class = typename std::enable_if<kIsScalar<S>>::type>            \
+  FASTINIT_ALWAYS_INLINE auto operator op(const Pair<A>& a, S s)->Pair<decltype(a.lo op s)> { \
+    return {a.lo op s, a.hi op s};                                                            \
+  }                                                                                           \
+  template <class S, class B, class = typename std::enable_if<kIsScalar<S>>::type>            \
+  FASTINIT_ALWAYS_INLINE auto operator op(S s, const Pair<B>& b)->Pair<decltype(s op b.lo)> { \
+    return {s op b.lo, s op b.hi};                                                            \
   }
 FASTINIT_PAIR_BINOP(+)
 FASTINIT_PAIR_BINOP(-)
@@ -78,26 +79,36 @@ struct PairLanes {
 
   static FASTINIT_ALWAYS_INLINE I32 as_i32(U32 x) { return {H::as_i32(x.lo), H::as_i32(x.hi)}; }
   static FASTINIT_ALWAYS_INLINE F32 cvt_f32(I32 x) { return {H::cvt_f32(x.lo), H::cvt_f32(x.hi)}; }
-  static FASTINIT_ALWAYS_INLINE U16 narrow16(U32 x) { return {H::narrow16(x.lo), H::narrow16(x.hi)}; }
+  static FASTINIT_ALWAYS_INLINE U16 narrow16(U32 x) {
+    return {H::narrow16(x.lo), H::narrow16(x.hi)};
+  }
   static FASTINIT_ALWAYS_INLINE U32 bits(F32 x) { return {H::bits(x.lo), H::bits(x.hi)}; }
-  static FASTINIT_ALWAYS_INLINE F32 from_bits(U32 x) { return {H::from_bits(x.lo), H::from_bits(x.hi)}; }
+  static FASTINIT_ALWAYS_INLINE F32 from_bits(U32 x) {
+    return {H::from_bits(x.lo), H::from_bits(x.hi)};
+  }
   static FASTINIT_ALWAYS_INLINE F32 sqrt(F32 x) { return {H::sqrt(x.lo), H::sqrt(x.hi)}; }
   static FASTINIT_ALWAYS_INLINE F32 splat(float c) {
     const typename H::F32 v = H::splat(c);
     return {v, v};
   }
-  static FASTINIT_ALWAYS_INLINE F32 fma(F32 a, F32 b, F32 c) { return {H::fma(a.lo, b.lo, c.lo), H::fma(a.hi, b.hi, c.hi)}; }
-  static FASTINIT_ALWAYS_INLINE F32 fma(F32 a, float b, float c) { return fma(a, splat(b), splat(c)); }
+  static FASTINIT_ALWAYS_INLINE F32 fma(F32 a, F32 b, F32 c) {
+    return {H::fma(a.lo, b.lo, c.lo), H::fma(a.hi, b.hi, c.hi)};
+  }
+  static FASTINIT_ALWAYS_INLINE F32 fma(F32 a, float b, float c) {
+    return fma(a, splat(b), splat(c));
+  }
   static FASTINIT_ALWAYS_INLINE F32 fma(F32 a, F32 b, float c) { return fma(a, b, splat(c)); }
   static FASTINIT_ALWAYS_INLINE F32 fma(F32 a, float b, F32 c) { return fma(a, splat(b), c); }
   template <class M, class T>
-  static FASTINIT_ALWAYS_INLINE Pair<T> sel(const Pair<M>& mask, const Pair<T>& a, const Pair<T>& b) {
+  static FASTINIT_ALWAYS_INLINE Pair<T> sel(
+      const Pair<M>& mask, const Pair<T>& a, const Pair<T>& b) {
     return {H::sel(mask.lo, a.lo, b.lo), H::sel(mask.hi, a.hi, b.hi)};
   }
   static FASTINIT_ALWAYS_INLINE bool all(I32 m) { return H::all(m.lo & m.hi); }
   // Interleave over all 2W lanes: the first half of the result comes from the lo halves.
   template <class T>
-  static FASTINIT_ALWAYS_INLINE void zip(const Pair<T>& a, const Pair<T>& b, Pair<T>& lo, Pair<T>& hi) {
+  static FASTINIT_ALWAYS_INLINE void zip(
+      const Pair<T>& a, const Pair<T>& b, Pair<T>& lo, Pair<T>& hi) {
     H::zip(a.lo, b.lo, lo.lo, lo.hi);
     H::zip(a.hi, b.hi, hi.lo, hi.hi);
   }
