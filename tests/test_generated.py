@@ -46,6 +46,12 @@ def test_every_set_finishes_once_per_period_in_block_order(gen: ModuleType) -> N
     # The schedule the C++ side relies on (PhiloxAhead primes the sets in this order).
     ticks = sorted(gen.finish_tick(j) for j in range(3))
     assert len(set(ticks)) == 3 and gen.SETS % 4 == 0 and (10 * gen.PERIODS) % 4 == 0
+    assert all(1 <= off <= 9 for off in gen.OFFSETS)
     body = "\n".join(gen.body())
-    assert body.count("vpmuludq") == 2 * 3 * 10 * gen.PERIODS
+    # Rounds 1..9 take two multiplies in each tick; round 0, in the restart, takes one.
+    assert body.count("vpmuludq") == 3 * (2 * 9 + 1) * gen.PERIODS
     assert body.count("(%[out])") == 4 * gen.SETS
+    # Round 0 reads no key from the schedule (it is folded into ctx), rounds 1..9 read theirs.
+    for r in range(1, 10):
+        assert body.count(f"vpxor {64 * r}(%[k])") == 3 * gen.PERIODS
+    assert "vpxor 0(%[k])" not in body

@@ -11,18 +11,22 @@ sets are staggered (at any tick they are at different rounds), and a set that fi
 round is written out and restarted with the next four blocks at once, in the same instruction
 stream: the port sees a steady supply of independent multiplies.
 
-The generated code runs PERIODS periods of ten ticks; in each tick every set does one round, so
-each set finishes once per period and SETS = 3 * PERIODS sets (four blocks each) come out per
-call, in block order. Register roles rotate: a round leaves word k of a set in the register that
-held word k + 1 (mod 4), so no move is needed; at tick t, word k of set j is in register
-s{j}{(k + t) % 4}, and 4 | 10 * PERIODS brings the roles back at the end of a call.
+The generated code runs PERIODS periods of nine ticks; in each tick every set does one of
+rounds 1 to 9, so each set finishes once per period and SETS = 3 * PERIODS sets (four blocks
+each) come out per call, in block order. Round 0 runs inside the restart: its inputs besides the
+block counter are the stream words, which every block shares, so the parts of its output that
+depend on them only are computed once per fill (PhiloxAhead's constructor) and the round costs
+a multiply, two shuffles and two xors. Register roles rotate: a round leaves word k of a set in
+the register that held word k + 1 (mod 4), so no move is needed; the generator tracks each set's
+rotation, and an even PERIODS brings every word back to its register at the end of a call.
 
 Operands of the asm statement (kernel_cpu.hpp, PhiloxAhead::refill):
   s00..s23   "+x": the twelve state registers (set j, register i)
   t0, t1     "=&x": scratch
   k          "r": KeySchedule::k, the ten rounds' keys as 20 broadcast ymm (64 bytes per round)
-  ctx        "r": 192 bytes: next counter (4 x u64 block indices, in lane order), increment
-             (4 x u64), stream low word, stream high word, M0 and M1 (4 x u64 each)
+  ctx        "r": 224 bytes, 4 x u64 each: the next counter (block indices, in lane order), its
+             increment, A = hi(M1 * stream_lo) ^ k0, B = lo(M1 * stream_lo), M0, M1 and
+             C = stream_hi ^ k1 (k0, k1: the key's words, round 0's keys)
   out        "r": SETS x 4 ymm, set i's word k at byte 128 i + 32 k
 
 The text is AT&T syntax (GCC's default; a build with -masm=intel would need {att|intel}
@@ -37,27 +41,35 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Set j is at round (t + OFFSETS[j]) % 10 at tick t. Spread over the ten rounds, so the sets
-# finish at ticks 2, 5 and 9 of each period (measured on Zen 2: the spread matters little).
-OFFSETS = (0, 7, 4)
-PERIODS = 4
+# Set j has done OFFSETS[j] rounds (1..9) when a call starts. Spread over the nine ticks of a
+# period, so the sets finish at ticks 2, 5 and 8 (measured on Zen 2: the spread matters little).
+OFFSETS = (1, 7, 4)
+PERIODS = 4  # even: each set turns its registers 10 * PERIODS times per call (see body)
 SETS = 3 * PERIODS
 OUT = Path(__file__).resolve().parent.parent / "csrc/include/fastinit/philox_avx2_asm.inc"
 
 
+def round_at(j: int, t: int) -> int:
+    """The round (1..9) set j runs at tick t."""
+    return 1 + (OFFSETS[j] - 1 + t) % 9
+
+
 def finish_tick(j: int) -> int:
-    return (9 - OFFSETS[j]) % 10
+    return (9 - OFFSETS[j]) % 9
 
 
 def body() -> list[str]:
     lines: list[str] = []
     written = 0
-    for t in range(10 * PERIODS):
+    # rot[j]: rounds set j has run in this call, mod 4. A round leaves word k in the register
+    # that held word k + 1, so word k of set j is in register s{j}{(k + rot[j]) % 4}.
+    rot = [0, 0, 0]
 
-        def reg(j: int, k: int, t: int = t) -> str:
-            return f"%[s{j}{(k + t) % 4}]"
+    def reg(j: int, k: int, ahead: int = 0) -> str:
+        return f"%[s{j}{(k + rot[j] + ahead) % 4}]"
 
-        rnd = [(t + OFFSETS[j]) % 10 for j in range(3)]
+    for t in range(9 * PERIODS):
+        rnd = [round_at(j, t) for j in range(3)]
         lines.append(f"# tick {t}: rounds {rnd[0]} {rnd[1]} {rnd[2]}")
         # The multiplies first (they start the critical chains), then the key xors of the words
         # that only get xored (off the chains), then shuffle and xor of the products.
@@ -72,21 +84,31 @@ def body() -> list[str]:
             lines.append(f"vpxor %[t0], {reg(j, 1)}, {reg(j, 1)}")
             lines.append(f"vpshufd $0xf5, {reg(j, 0)}, %[t1]")
             lines.append(f"vpxor %[t1], {reg(j, 3)}, {reg(j, 3)}")
-        # A set after its tenth round: store its words (roles of tick t + 1), then load the
-        # next four blocks' counter words and advance the counter.
+        rot = [r + 1 for r in rot]
+        # A set after its tenth round: store its words, then start the next four blocks with
+        # their first round done here. Its inputs other than the counter are the stream words,
+        # the same for every block, so its constant parts come precomputed in ctx: word 0 is
+        # (block >> 32) ^ A, word 1 is B, word 2 is hi(M0 * block) ^ C and word 3 lo(M0 * block).
+        # Six vector operations instead of the full round's eight and the restart's two.
         for j in sorted(range(3), key=finish_tick):
             if rnd[j] != 9:
                 continue
             for k in range(4):
-                lines.append(f"vmovdqa {reg(j, k, t + 1)}, {128 * written + 32 * k}(%[out])")
+                lines.append(f"vmovdqa {reg(j, k)}, {128 * written + 32 * k}(%[out])")
             written += 1
-            lines.append(f"vmovdqa (%[ctx]), {reg(j, 0, t + 1)}")
-            lines.append(f"vpaddq 32(%[ctx]), {reg(j, 0, t + 1)}, %[t0]")
+            lines.append(f"vmovdqa (%[ctx]), {reg(j, 3, 1)}")
+            lines.append(f"vpaddq 32(%[ctx]), {reg(j, 3, 1)}, %[t0]")
             lines.append("vmovdqa %[t0], (%[ctx])")
-            lines.append(f"vpshufd $0xf5, {reg(j, 0, t + 1)}, {reg(j, 1, t + 1)}")
-            lines.append(f"vmovdqa 64(%[ctx]), {reg(j, 2, t + 1)}")
-            lines.append(f"vmovdqa 96(%[ctx]), {reg(j, 3, t + 1)}")
-    assert written == SETS and (10 * PERIODS) % 4 == 0
+            lines.append(f"vpshufd $0xf5, {reg(j, 3, 1)}, {reg(j, 0, 1)}")
+            lines.append(f"vpxor 64(%[ctx]), {reg(j, 0, 1)}, {reg(j, 0, 1)}")
+            lines.append(f"vpmuludq 128(%[ctx]), {reg(j, 3, 1)}, {reg(j, 3, 1)}")
+            lines.append(f"vpshufd $0xf5, {reg(j, 3, 1)}, {reg(j, 2, 1)}")
+            lines.append(f"vpxor 192(%[ctx]), {reg(j, 2, 1)}, {reg(j, 2, 1)}")
+            lines.append(f"vmovdqa 96(%[ctx]), {reg(j, 1, 1)}")
+            rot[j] += 1
+    # Each set runs 9 * PERIODS rounds in ticks and PERIODS first rounds at its restarts: with
+    # PERIODS even that is a multiple of 4, so every word is back in its register at the end.
+    assert written == SETS and all(r % 4 == 0 for r in rot)
     return lines
 
 

@@ -472,7 +472,7 @@ __attribute__((always_inline)) inline void philox_vec(uint64_t block, uint64_t s
 template <LaneOrder O>
 class PhiloxAhead {
  public:
-  PhiloxAhead(uint64_t block, uint64_t stream, const KeySchedule& ks) : ks_(ks) {
+  PhiloxAhead(uint64_t block, uint64_t key, uint64_t stream, const KeySchedule& ks) : ks_(ks) {
     // Prime: the set that finishes i-th gets blocks block + 4i and the rounds it has done.
     const int done[3] = FASTINIT_PHILOX_AVX2_OFFSETS, order[3] = FASTINIT_PHILOX_AVX2_ORDER;
     const PReg m0 = p_set64(kPhiloxM0), m1 = p_set64(kPhiloxM1);
@@ -485,12 +485,16 @@ class PhiloxAhead {
     }
     const PReg next = p_add64(p_set64(block + 12), p_lane_index<O>());
     std::memcpy(ctx_, &next, sizeof next);
+    // Round 0's parts that depend on the stream words and the key only (see the generator).
+    const uint32_t k0 = static_cast<uint32_t>(key), k1 = static_cast<uint32_t>(key >> 32);
+    const uint64_t p1 = static_cast<uint64_t>(kPhiloxM1) * (stream & 0xFFFFFFFFu);
     for (int i = 0; i < 4; ++i) {
       ctx_[4 + i] = 4;
-      ctx_[8 + i] = stream & 0xFFFFFFFFu;
-      ctx_[12 + i] = stream >> 32;
+      ctx_[8 + i] = static_cast<uint32_t>(p1 >> 32) ^ k0;
+      ctx_[12 + i] = static_cast<uint32_t>(p1);
       ctx_[16 + i] = kPhiloxM0;
       ctx_[20 + i] = kPhiloxM1;
+      ctx_[24 + i] = static_cast<uint32_t>(stream >> 32) ^ k1;
     }
   }
 
@@ -533,7 +537,7 @@ class PhiloxAhead {
 
   const KeySchedule& ks_;
   PReg s_[3][4];               // the sets in flight (word k of set j)
-  alignas(32) uint64_t ctx_[24];  // see tools/gen_philox_avx2.py
+  alignas(32) uint64_t ctx_[28];  // see tools/gen_philox_avx2.py
   PReg buf_[kSets][4];         // the last refill's sets, in block order
   int pos_ = kSets;            // the next set of buf_ to hand out
 };
@@ -747,7 +751,7 @@ void fill_range_typed(const FillParams& P, void* out, int64_t i0, int64_t n, boo
   if constexpr (L::W == 2 * FASTINIT_VEC_W && D != Dist::TruncNormal) {
     using Ahead = PhiloxAhead<lane_order_for<L, T>()>;
     if (g_last - i0 / G + 1 >= Ahead::kMinGroups) {
-      Ahead ahead(static_cast<uint64_t>(i0 / G) * L::W, P.stream, ks);
+      Ahead ahead(static_cast<uint64_t>(i0 / G) * L::W, P.key, P.stream, ks);
       groups([&](uint64_t, U32& x0, U32& x1, U32& x2, U32& x3) { ahead.next(x0, x1, x2, x3); });
       if (nt) L::store_fence();
       return;
