@@ -76,12 +76,15 @@ FASTINIT_HD typename L::F32 log_f32(typename L::F32 x) {
   using U32 = typename L::U32;
   using I32 = typename L::I32;
   using F32 = typename L::F32;
-  const U32 b = L::bits(x);
-  I32 e = L::as_i32(b >> 23) - 127;
-  F32 m = L::from_bits((b & 0x007FFFFFu) | 0x3F800000u);
-  const auto big = m > 1.41421356f;
-  m = L::sel(big, m * 0.5f, m);
-  e = L::sel(big, e + 1, e);
+  // The reduction in integer arithmetic: adding 2^23 * 1 - bits(T), T = the float after
+  // sqrt(2)/2, carries into the exponent exactly when the significand m0 in [1, 2) exceeds
+  // float(sqrt(2)), and the low bits plus bits(T) are then m0 / 2 (else m0). The same m and e
+  // as comparing m0 with 1.41421356f, halving it and incrementing e (checked for every
+  // positive normal float), in five operations instead of nine.
+  constexpr uint32_t kT = 0x3F3504F4u;
+  const U32 ix = L::bits(x) + (0x3F800000u - kT);
+  const I32 e = L::as_i32(ix >> 23) - 127;
+  const F32 m = L::from_bits((ix & 0x007FFFFFu) + kT);
   const F32 s = (m - 1.0f) / (m + 1.0f);
   const F32 s2 = s * s;
   // 2 s (1 + s^2/3 + s^4/5 + s^6/7 + s^8/9): truncation error < 1e-9 relative.
@@ -100,12 +103,11 @@ FASTINIT_HD typename L::F64 log_f64(typename L::F64 x) {
   using U64 = typename L::U64;
   using I64 = typename L::I64;
   using F64 = typename L::F64;
-  const U64 b = L::bits(x);
-  I64 e = L::as_i64(b >> 52) - 1023;
-  F64 m = L::from_bits((b & uint64_t{0x000FFFFFFFFFFFFF}) | uint64_t{0x3FF0000000000000});
-  const auto big = m > 1.4142135623730951;
-  m = L::sel(big, m * 0.5, m);
-  e = L::sel(big, e + 1, e);
+  // The integer reduction of log_f32, T = the double after sqrt(2)/2.
+  constexpr uint64_t kT = 0x3FE6A09E667F3BCEu;
+  const U64 ix = L::bits(x) + (uint64_t{0x3FF0000000000000} - kT);
+  const I64 e = L::as_i64(ix >> 52) - 1023;
+  const F64 m = L::from_bits((ix & uint64_t{0x000FFFFFFFFFFFFF}) + kT);
   const F64 s = (m - 1.0) / (m + 1.0);
   const F64 s2 = s * s;
   // 1/3, 1/5, ..., 1/21: truncation error < 1e-18 relative for |s| <= 0.1716.
@@ -188,7 +190,9 @@ FASTINIT_HD void box_muller_f32(typename L::U32 wr, typename L::U32 wa, typename
                          0.785398163397448310f * 0x1p-24f);
   F32 s, c;
   sincos_quarter_f32<L>(phi, s, c);
-  const auto swap = (wa & 4u) != 0u;
+  // Bit 2 of wa, moved to the sign: a blend reads only the sign of its mask, so the compiler
+  // needs no comparison (a test of the bit needed an and and a compare).
+  const auto swap = L::as_i32(wa << 29) < 0;
   const F32 x = L::sel(swap, s, c);
   const F32 y = L::sel(swap, c, s);
   z0 = L::from_bits(L::bits(r * x) ^ (wa << 31));  // bit 0 of wa as the sign
@@ -212,7 +216,7 @@ FASTINIT_HD void box_muller_f64(typename L::U32 w0, typename L::U32 w1, typename
   F64 s, c;
   sincos_quarter_f64<L>(phi, s, c);
   const U64 w3l = L::widen(w3);
-  const auto swap = (w3l & uint64_t{4}) != uint64_t{0};
+  const auto swap = L::as_i64(w3l << 61) < 0;  // bit 2 (see box_muller_f32)
   const F64 x = L::sel(swap, s, c);
   const F64 y = L::sel(swap, c, s);
   z0 = L::from_bits(L::bits(r * x) ^ ((w3l & uint64_t{1}) << 63));
