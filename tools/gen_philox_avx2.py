@@ -15,7 +15,7 @@ The generated code runs PERIODS periods of nine ticks; in each tick every set do
 rounds 1 to 9, so each set finishes once per period and SETS = 3 * PERIODS sets (four blocks
 each) come out per call, in block order. Round 0 runs inside the restart: its inputs besides the
 block counter are the stream words, which every block shares, so the parts of its output that
-depend on them only are computed once per fill (PhiloxAhead's constructor) and the round costs
+depend on them only are computed once per fill (KeySchedule, kernel_cpu.hpp) and the round costs
 a multiply, two shuffles and two xors. Register roles rotate: a round leaves word k of a set in
 the register that held word k + 1 (mod 4), so no move is needed; the generator tracks each set's
 rotation, and an even PERIODS brings every word back to its register at the end of a call.

@@ -366,11 +366,19 @@ inline PReg p_pack(PReg a, PReg b) {
 
 // The ten round keys, computed once per call of the kernel and kept broadcast to full
 // registers: the xors then read them as memory operands (AVX2 has no embedded broadcast), so
-// a round spends no instruction on its keys.
+// a round spends no instruction on its keys. Round 0's other inputs besides the block counter
+// are the stream's words, the same for every block, so the parts of its output that depend on
+// them alone are computed here too (philox_start): A = hi(M1 * stream_lo) ^ k0,
+// B = lo(M1 * stream_lo) and C = stream_hi ^ k1, one 32-bit value in each 64-bit lane.
 struct KeySchedule {
   PReg k[20];
-  explicit KeySchedule(uint64_t key) {
+  PReg a, b, c;
+  KeySchedule(uint64_t key, uint64_t stream) {
     uint32_t k0 = static_cast<uint32_t>(key), k1 = static_cast<uint32_t>(key >> 32);
+    const uint64_t p1 = static_cast<uint64_t>(kPhiloxM1) * (stream & 0xFFFFFFFFu);
+    a = p_set64(static_cast<uint32_t>(p1 >> 32) ^ k0);
+    b = p_set64(static_cast<uint32_t>(p1));
+    c = p_set64(static_cast<uint32_t>(stream >> 32) ^ k1);
     for (int r = 0; r < 10; ++r) {
       k[2 * r] = p_set32(k0);
       k[2 * r + 1] = p_set32(k1);
@@ -402,32 +410,36 @@ __attribute__((always_inline)) inline void philox_round(PReg (&s)[N][4], const K
     s[j][3] = p0[j];
   }
 }
+// Rounds 1 to 9 (round 0 is philox_start's).
 template <int N>
 __attribute__((always_inline)) inline void philox_sets(PReg (&s)[N][4], const KeySchedule& ks) {
   const PReg m0 = p_set64(kPhiloxM0), m1 = p_set64(kPhiloxM1);
-#pragma GCC unroll 10
-  for (int r = 0; r < 10; ++r) philox_round<N>(s, ks, r, m0, m1);
+#pragma GCC unroll 9
+  for (int r = 1; r < 10; ++r) philox_round<N>(s, ks, r, m0, m1);
 }
 
-// The starting words of a set of W/2 blocks from `block` on, in lane order O.
+// A set of W/2 blocks from `block` on, in lane order O, after round 0: the counter's words are
+// the low and high halves of each lane's 64-bit block index, and the stream's words enter
+// through the schedule's A, B and C, so the round is one multiply, two shuffles and two xors
+// instead of eight operations (tools/gen_philox_avx2.py does the same in assembly).
 template <LaneOrder O>
-__attribute__((always_inline)) inline void philox_init(uint64_t block, uint64_t stream,
-                                                       PReg (&s)[4]) {
-  // 64-bit block indices of each lane; the counter words are their low and high halves.
+__attribute__((always_inline)) inline void philox_start(uint64_t block, const KeySchedule& ks,
+                                                        PReg (&s)[4]) {
   const PReg b = p_add64(p_set64(block), p_lane_index<O>());
-  s[0] = b;
-  s[1] = p_hi(b);
-  s[2] = p_set64(stream & 0xFFFFFFFFu);
-  s[3] = p_set64(stream >> 32);
+  const PReg p0 = p_mul(b, p_set64(kPhiloxM0));
+  s[0] = p_hi(b) ^ ks.a;
+  s[1] = ks.b;
+  s[2] = p_hi(p0) ^ ks.c;
+  s[3] = p0;
 }
 
 template <LaneOrder O>
-__attribute__((always_inline)) inline void philox_vec(uint64_t block, uint64_t stream, const KeySchedule& ks, VecLanes::U32& x0,
+__attribute__((always_inline)) inline void philox_vec(uint64_t block, const KeySchedule& ks, VecLanes::U32& x0,
                        VecLanes::U32& x1, VecLanes::U32& x2, VecLanes::U32& x3) {
   constexpr int H = FASTINIT_VEC_W / 2;  // blocks per set
   PReg s[2][4];
-  philox_init<O>(block, stream, s[0]);
-  philox_init<O>(block + H, stream, s[1]);
+  philox_start<O>(block, ks, s[0]);
+  philox_start<O>(block + H, ks, s[1]);
   philox_sets<2>(s, ks);
   x0 = reinterpret_cast<VecLanes::U32>(p_pack<O>(s[0][0], s[1][0]));
   x1 = reinterpret_cast<VecLanes::U32>(p_pack<O>(s[0][1], s[1][1]));
@@ -440,23 +452,23 @@ __attribute__((always_inline)) inline void philox_vec(uint64_t block, uint64_t s
 // second half and the outputs of the first exceed AVX2's sixteen registers and spill. (Four
 // sets interleaved in one function spill too: measured 1.3x slower than two calls.)
 template <LaneOrder O>
-__attribute__((noinline)) void philox_vec_half(uint64_t block, uint64_t stream,
+__attribute__((noinline)) void philox_vec_half(uint64_t block,
                                                const KeySchedule& ks, VecLanes::U32 (&x)[4]) {
-  philox_vec<O>(block, stream, ks, x[0], x[1], x[2], x[3]);
+  philox_vec<O>(block, ks, x[0], x[1], x[2], x[3]);
 }
 
 // The paired AVX2 lanes: blocks 0..7 in the lo vectors, 8..15 in the hi vectors (each in
 // order O).
 template <LaneOrder O>
-__attribute__((always_inline)) inline void philox_vec(uint64_t block, uint64_t stream,
+__attribute__((always_inline)) inline void philox_vec(uint64_t block,
                                                       const KeySchedule& ks,
                                                       Pair<VecLanes::U32>& x0,
                                                       Pair<VecLanes::U32>& x1,
                                                       Pair<VecLanes::U32>& x2,
                                                       Pair<VecLanes::U32>& x3) {
   VecLanes::U32 lo[4], hi[4];
-  philox_vec_half<O>(block, stream, ks, lo);
-  philox_vec_half<O>(block + FASTINIT_VEC_W, stream, ks, hi);
+  philox_vec_half<O>(block, ks, lo);
+  philox_vec_half<O>(block + FASTINIT_VEC_W, ks, hi);
   x0 = {lo[0], hi[0]};
   x1 = {lo[1], hi[1]};
   x2 = {lo[2], hi[2]};
@@ -472,29 +484,26 @@ __attribute__((always_inline)) inline void philox_vec(uint64_t block, uint64_t s
 template <LaneOrder O>
 class PhiloxAhead {
  public:
-  PhiloxAhead(uint64_t block, uint64_t key, uint64_t stream, const KeySchedule& ks) : ks_(ks) {
+  PhiloxAhead(uint64_t block, const KeySchedule& ks) : ks_(ks) {
     // Prime: the set that finishes i-th gets blocks block + 4i and the rounds it has done.
     const int done[3] = FASTINIT_PHILOX_AVX2_OFFSETS, order[3] = FASTINIT_PHILOX_AVX2_ORDER;
     const PReg m0 = p_set64(kPhiloxM0), m1 = p_set64(kPhiloxM1);
     for (int i = 0; i < 3; ++i) {
       const int j = order[i];
       PReg one[1][4];
-      philox_init<O>(block + 4 * i, stream, one[0]);
-      for (int r = 0; r < done[j]; ++r) philox_round<1>(one, ks, r, m0, m1);
+      philox_start<O>(block + 4 * i, ks, one[0]);
+      for (int r = 1; r < done[j]; ++r) philox_round<1>(one, ks, r, m0, m1);
       std::memcpy(s_[j], one[0], sizeof one[0]);
     }
     const PReg next = p_add64(p_set64(block + 12), p_lane_index<O>());
     std::memcpy(ctx_, &next, sizeof next);
-    // Round 0's parts that depend on the stream words and the key only (see the generator).
-    const uint32_t k0 = static_cast<uint32_t>(key), k1 = static_cast<uint32_t>(key >> 32);
-    const uint64_t p1 = static_cast<uint64_t>(kPhiloxM1) * (stream & 0xFFFFFFFFu);
+    std::memcpy(ctx_ + 8, &ks.a, sizeof ks.a);
+    std::memcpy(ctx_ + 12, &ks.b, sizeof ks.b);
+    std::memcpy(ctx_ + 24, &ks.c, sizeof ks.c);
     for (int i = 0; i < 4; ++i) {
       ctx_[4 + i] = 4;
-      ctx_[8 + i] = static_cast<uint32_t>(p1 >> 32) ^ k0;
-      ctx_[12 + i] = static_cast<uint32_t>(p1);
       ctx_[16 + i] = kPhiloxM0;
       ctx_[20 + i] = kPhiloxM1;
-      ctx_[24 + i] = static_cast<uint32_t>(stream >> 32) ^ k1;
     }
   }
 
@@ -550,7 +559,7 @@ inline void group_words(const FillParams& P, const KS& ks, uint64_t block, typen
                         typename L::U32& x1, typename L::U32& x2, typename L::U32& x3) {
 #if defined(FASTINIT_X86_SIMD)
   if constexpr (L::W > 1) {
-    philox_vec<lane_order_for<L, T>()>(block, P.stream, ks, x0, x1, x2, x3);
+    philox_vec<lane_order_for<L, T>()>(block, ks, x0, x1, x2, x3);
   } else
 #endif
     philox_lanes<L>(block, P.key, P.stream, x0, x1, x2, x3);
@@ -708,7 +717,7 @@ void fill_range_typed(const FillParams& P, void* out, int64_t i0, int64_t n, boo
   alignas(64) char tmp[G * isz];
   char* const o = static_cast<char*>(out);
 #if defined(FASTINIT_X86_SIMD)
-  const KeySchedule ks(P.key);
+  const KeySchedule ks(P.key, P.stream);
 #else
   const int ks = 0;  // the scalar and NEON paths bump the key inline
 #endif
@@ -751,7 +760,7 @@ void fill_range_typed(const FillParams& P, void* out, int64_t i0, int64_t n, boo
   if constexpr (L::W == 2 * FASTINIT_VEC_W && D != Dist::TruncNormal) {
     using Ahead = PhiloxAhead<lane_order_for<L, T>()>;
     if (g_last - i0 / G + 1 >= Ahead::kMinGroups) {
-      Ahead ahead(static_cast<uint64_t>(i0 / G) * L::W, P.key, P.stream, ks);
+      Ahead ahead(static_cast<uint64_t>(i0 / G) * L::W, ks);
       groups([&](uint64_t, U32& x0, U32& x1, U32& x2, U32& x3) { ahead.next(x0, x1, x2, x3); });
       if (nt) L::store_fence();
       return;
