@@ -240,9 +240,11 @@ FASTINIT_HD typename L::F32 ndtri_lower_f32(typename L::F32 p) {
   using F32 = typename L::F32;
   // p >= 2^-126 keeps log on normal numbers (callers reject intervals that need less).
   const F32 pp = L::sel(p < 0x1p-126f, L::splat(0x1p-126f), p);
-  const F32 w = -log_f32<L>((pp * 4.0f) * (1.0f - pp));
-  const auto central = w < 5.0f;
-  const F32 wc = w - 2.5f;
+  // w = -ln(4p(1-p)) is used only as w < 5 and w - 2.5, both formed from the logarithm
+  // directly (the same exact values before rounding): no negation.
+  const F32 lw = log_f32<L>((pp * 4.0f) * (1.0f - pp));
+  const auto central = lw > -5.0f;
+  const F32 wc = -2.5f - lw;
   F32 g = L::fma(wc, 2.81022636e-08f, 3.43273939e-07f);
   g = L::fma(g, wc, -3.5233877e-06f);
   g = L::fma(g, wc, -4.39150654e-06f);
@@ -251,7 +253,8 @@ FASTINIT_HD typename L::F32 ndtri_lower_f32(typename L::F32 p) {
   g = L::fma(g, wc, -0.00417768164f);
   g = L::fma(g, wc, 0.246640727f);
   g = L::fma(g, wc, 1.50140941f);
-  F32 z = (g * (1.0f - 2.0f * pp)) * -1.41421356f;  // -sqrt(2) erfinv(1 - 2p)
+  // -sqrt(2) erfinv(1 - 2p); 2p is exact, so the fma rounds 1 - 2p once, as the subtraction did.
+  F32 z = (g * L::fma(pp, -2.0f, 1.0f)) * -1.41421356f;
   if (!L::all(central)) {
     const F32 r = L::sqrt(-log_f32<L>(pp));
     const auto near = r <= 5.0f;
