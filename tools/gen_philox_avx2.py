@@ -2,7 +2,8 @@
 """Generate csrc/include/fastinit/philox_avx2_asm.inc: AVX2 Philox rounds for three staggered sets.
 
 Why generated assembly: AVX2 Philox is bound by its dependency chains (multiply -> shuffle ->
-xor, about 6 cycles a round on Zen 2) and by the single port that runs vpmuludq. Three sets of
+xor, about 6 cycles a round on Zen 2) and by the single port that runs vpmuludq there (Zen 3
+runs two, and is bound by the total count of vector operations instead). Three sets of
 four blocks in flight keep that port busy, but they take 12 of the 16 ymm registers, and GCC
 spilled every C++ formulation of three sets (and of a staggered two-set loop) to the stack. A
 batch of sets that starts and ends together also leaves the port idle while its first and last
