@@ -678,9 +678,26 @@ FASTINIT_ALWAYS_INLINE void emit_words(const FillParams& P, typename L::U32 x0, 
         // 2 and 3; with the lanes in kPairs16 order (blocks 0 1 4 5 | 2 3 6 7), one 32-bit
         // unpack pair then gives blocks 0-3 and 4-7 in memory order: 6 operations and two
         // full stores for 32 elements. (Per half of the pair: blocks 0..7, then 8..15.)
-        const U32 p01u = hb[0] | (hb[1] << 16), p23u = hb[2] | (hb[3] << 16);
-        const __m256i p01[2] = {reinterpret_cast<__m256i>(p01u.lo), reinterpret_cast<__m256i>(p01u.hi)};
-        const __m256i p23[2] = {reinterpret_cast<__m256i>(p23u.lo), reinterpret_cast<__m256i>(p23u.hi)};
+        __m256i p01[2], p23[2];
+        if constexpr (T == DType::BF16) {
+          // bfloat16 rounds words 1 and 3 into their lanes' high halves already: a 16-bit blend
+          // takes them from there beside words 0 and 2 (one operation instead of a shift down,
+          // a shift up and an or; hb[1] and hb[3] are then dead code).
+          const U32 h1 = f32_to_bf16_bits_high<L>(y[1]), h3 = f32_to_bf16_bits_high<L>(y[3]);
+          const auto blend = [](VecLanes::U32 lo16, VecLanes::U32 hi16) {
+            return _mm256_blend_epi16(reinterpret_cast<__m256i>(lo16), reinterpret_cast<__m256i>(hi16), 0xAA);
+          };
+          p01[0] = blend(hb[0].lo, h1.lo);
+          p01[1] = blend(hb[0].hi, h1.hi);
+          p23[0] = blend(hb[2].lo, h3.lo);
+          p23[1] = blend(hb[2].hi, h3.hi);
+        } else {
+          const U32 p01u = hb[0] | (hb[1] << 16), p23u = hb[2] | (hb[3] << 16);
+          p01[0] = reinterpret_cast<__m256i>(p01u.lo);
+          p01[1] = reinterpret_cast<__m256i>(p01u.hi);
+          p23[0] = reinterpret_cast<__m256i>(p23u.lo);
+          p23[1] = reinterpret_cast<__m256i>(p23u.hi);
+        }
         for (int h = 0; h < 2; ++h) {
           const __m256i o0 = _mm256_unpacklo_epi32(p01[h], p23[h]);
           const __m256i o1 = _mm256_unpackhi_epi32(p01[h], p23[h]);

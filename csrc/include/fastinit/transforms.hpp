@@ -361,10 +361,17 @@ FASTINIT_HD typename L::F64 trunc_std_f64(typename L::F64 u, double pl, double q
 // and infinities. NaN is not handled (no fill computes one from valid parameters; a NaN would
 // come out as an infinity): host code that may see one converts it itself (fill.cpp, bits16).
 
+// The bfloat16 bits in the high 16 bits of each lane (the low 16 are junk), for output paths
+// that can take them from there without the shift.
+template <class L>
+FASTINIT_HD typename L::U32 f32_to_bf16_bits_high(typename L::F32 x) {
+  const typename L::U32 b = L::bits(x);
+  return b + (0x7FFFu + ((b >> 16) & 1u));
+}
+
 template <class L>
 FASTINIT_HD typename L::U32 f32_to_bf16_bits(typename L::F32 x) {
-  const typename L::U32 b = L::bits(x);
-  return (b + (0x7FFFu + ((b >> 16) & 1u))) >> 16;
+  return f32_to_bf16_bits_high<L>(x) >> 16;
 }
 
 template <class L>
