@@ -60,6 +60,7 @@ def finish_tick(j: int) -> int:
 
 
 def body() -> list[str]:
+    assert all(1 <= off <= 9 for off in OFFSETS) and PERIODS % 2 == 0
     lines: list[str] = []
     written = 0
     # rot[j]: rounds set j has run in this call, mod 4. A round leaves word k in the register

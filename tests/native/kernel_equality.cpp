@@ -75,7 +75,12 @@ const DType kDtypes[] = {DType::F32, DType::F64, DType::F16, DType::BF16};
 struct Stream {
   uint64_t key, stream;
 };
-const Stream kStreams[] = {{1234, 0}, {0xDEADBEEFCAFEF00Dull, 7}, {42, (uint64_t{1} << 40) + 3}};
+// The last: every key bit set, and a stream whose low word has its top bit set (round 0's
+// stream constants, KeySchedule) and whose high word is all ones.
+const Stream kStreams[] = {{1234, 0},
+                           {0xDEADBEEFCAFEF00Dull, 7},
+                           {42, (uint64_t{1} << 40) + 3},
+                           {~uint64_t{0}, 0xFFFFFFFF80000001ull}};
 
 // Starts: unaligned to every group size, and ranges across the 2^32 carry of the block counter
 // (element 2^34 for the 32-bit class, 2^33 for float64).

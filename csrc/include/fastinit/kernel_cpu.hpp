@@ -370,6 +370,8 @@ inline PReg p_pack(PReg a, PReg b) {
 // are the stream's words, the same for every block, so the parts of its output that depend on
 // them alone are computed here too (philox_start): A = hi(M1 * stream_lo) ^ k0,
 // B = lo(M1 * stream_lo) and C = stream_hi ^ k1, one 32-bit value in each 64-bit lane.
+// (k[0] and k[1] are folded into A and C and no longer read; they stay so that round r's
+// keys sit at byte 64 r, where the generated assembly addresses them.)
 struct KeySchedule {
   PReg k[20];
   PReg a, b, c;
@@ -388,7 +390,7 @@ struct KeySchedule {
   }
 };
 
-// Ten rounds on N sets of W/2 blocks at once (s[j] = the four words of set j, one block per
+// One round r on N sets of W/2 blocks at once (s[j] = the four words of set j, one block per
 // 64-bit lane). One round of one set is two dependency chains of multiply (3-5 cycles),
 // shuffle and xor; a set alone leaves the multiply and shuffle ports idle most of the time, so
 // the sets' rounds are interleaved, fully unrolled (the key operands are then addressed

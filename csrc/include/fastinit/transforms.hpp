@@ -76,7 +76,7 @@ FASTINIT_HD typename L::F32 log_f32(typename L::F32 x) {
   using U32 = typename L::U32;
   using I32 = typename L::I32;
   using F32 = typename L::F32;
-  // The reduction in integer arithmetic: adding 2^23 * 1 - bits(T), T = the float after
+  // The reduction in integer arithmetic: adding bits(1.0f) - bits(T), T = the float after
   // sqrt(2)/2, carries into the exponent exactly when the significand m0 in [1, 2) exceeds
   // float(sqrt(2)), and the low bits plus bits(T) are then m0 / 2 (else m0). The same m and e
   // as comparing m0 with 1.41421356f, halving it and incrementing e (checked for every
