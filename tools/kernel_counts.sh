@@ -7,7 +7,7 @@
 #      alternated in one process on a 32768-element (cache-resident) buffer, one thread, medians.
 # (Static per-group counts went with the group function: the AVX2 words now come from generated
 # assembly, whose schedule tools/gen_philox_avx2.py states: 8 vector operations per round of
-# four blocks, plus 10 to store and restart each set.)
+# four blocks for rounds 1 to 9, and 6 for round 0 and the restart, plus the four stores.)
 # Usage: tools/kernel_counts.sh [ROUNDS]   (needs g++; valgrind and bc for part 1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
