@@ -422,8 +422,9 @@ __attribute__((always_inline)) inline void philox_sets(PReg (&s)[N][4], const Ke
 
 // A set of W/2 blocks from `block` on, in lane order O, after round 0: the counter's words are
 // the low and high halves of each lane's 64-bit block index, and the stream's words enter
-// through the schedule's A, B and C, so the round is one multiply, two shuffles and two xors
-// instead of eight operations (tools/gen_philox_avx2.py does the same in assembly).
+// through the schedule's A, B and C, so the round and the counter set-up take one add, one
+// multiply, two shuffles and two xors instead of ten operations (tools/gen_philox_avx2.py
+// does the same in assembly).
 template <LaneOrder O>
 __attribute__((always_inline)) inline void philox_start(uint64_t block, const KeySchedule& ks,
                                                         PReg (&s)[4]) {
