@@ -31,7 +31,7 @@ def gen() -> ModuleType:
 
 
 def test_philox_avx2_asm_is_what_the_generator_writes(gen: ModuleType) -> None:
-    assert gen.OUT.read_text() == gen.render()
+    assert gen.GENERATED.read_text() == gen.render()
 
 
 def test_the_check_reports_a_stale_file(
@@ -39,26 +39,33 @@ def test_the_check_reports_a_stale_file(
 ) -> None:
     stale = tmp_path / "philox_avx2_asm.inc"
     stale.write_text(gen.render().replace("vpmuludq", "vpmulld", 1))
-    monkeypatch.setattr(gen, "OUT", stale)
+    monkeypatch.setattr(gen, "GENERATED", stale)
     monkeypatch.setattr(sys, "argv", ["gen_philox_avx2.py", "--check"])
     assert gen.main() == 1
     stale.write_text(gen.render())
     assert gen.main() == 0
 
 
-def test_every_set_finishes_once_per_period_in_block_order(gen: ModuleType) -> None:
+@pytest.mark.parametrize("same_hi", [True, False], ids=["same-hi", "any"])
+def test_every_set_finishes_once_per_period_in_block_order(gen: ModuleType, same_hi: bool) -> None:
     # The schedule the C++ side relies on (PhiloxAhead primes the sets in this order).
     ticks = sorted(gen.finish_tick(j) for j in range(3))
     assert len(set(ticks)) == 3 and gen.SETS % 4 == 0 and (10 * gen.PERIODS) % 4 == 0
-    assert all(1 <= off <= 9 for off in gen.OFFSETS)
-    body = "\n".join(gen.body())
-    # Rounds 1..9 take two multiplies in each tick; round 0, in the restart, takes one.
-    assert body.count("vpmuludq") == 3 * (2 * 9 + 1) * gen.PERIODS
-    assert body.count("(%[out])") == 4 * gen.SETS
-    # Round 0 reads no key from the schedule (it is folded into ctx), rounds 1..9 read theirs.
-    for r in range(1, 10):
-        assert body.count(f"vpxor {64 * r}(%[k])") == 3 * gen.PERIODS
-    assert "vpxor 0(%[k])" not in body
+    assert all(3 <= off <= 9 for off in gen.OFFSETS)
+    body = "\n".join(gen.body(same_hi))
+    # Rounds 2..9 take two multiplies in each tick; the restart takes one (same high word:
+    # rounds 0 and 1 share the multiply of word 0) or three.
+    per_set = 2 * 8 + (1 if same_hi else 3)
+    assert body.count("vpmuludq") == 3 * per_set * gen.PERIODS
+    assert body.count("vmovdqa %[s") == 4 * gen.SETS
+    # Round 0's keys are folded into ctx (A, C); with a shared high word, round 1's (B1, D) and
+    # round 2's k1 (E2) too. k[2 r] and k[2 r + 1] are round r's k0 and k1, 32 bytes each.
+    if same_hi:
+        read = {2 * r for r in range(2, 10)} | {2 * r + 1 for r in range(3, 10)}
+    else:
+        read = set(range(2, 20))
+    for i in range(20):
+        assert body.count(f"vpxor {32 * i}(%[k])") == (3 * gen.PERIODS if i in read else 0), i
 
 
 # --- The generated assembly, executed: a small interpreter of its five instructions over four
@@ -86,8 +93,9 @@ def _xor(a: Lanes, b: Lanes) -> Lanes:
 
 def _run_generated(
     gen: ModuleType, block: int, key: int, stream: int, lane_blocks: Lanes, refills: int
-) -> list[tuple[int, tuple[int, ...]]]:
-    """(block index, its four words) for every block the generated code writes out."""
+) -> tuple[list[tuple[int, tuple[int, ...]]], list[bool]]:
+    """(block index, its four words) for every block the generated code writes out, and which
+    variant each refill ran, choosing it and setting ctx up as PhiloxAhead::refill does."""
     k0, k1 = key & _M32, key >> 32
     keys: list[Lanes] = []
     for _ in range(10):
@@ -122,9 +130,18 @@ def _run_generated(
             s = round_(s, r)
         sets[j] = s
     mem: dict[tuple[str, int], Lanes] = {}
-    ctx = [[(block + 12 + i) & _M64 for i in lane_blocks], [4] * 4, a, b, m0, m1, c]
-    for i, v in enumerate(ctx):
-        mem["ctx", 32 * i] = v
+    ctx = {
+        gen.CTR_INC: [4] * 4,
+        gen.A: a,
+        gen.B: b,
+        gen.M0: m0,
+        gen.M1: m1,
+        gen.C: c,
+        gen.B1: _xor(b, keys[2]),
+        gen.P_INC: [4 * _M0] * 4,
+    }
+    for off, v in ctx.items():
+        mem["ctx", off] = v
     for i, v in enumerate(keys):
         mem["k", 32 * i] = v
     rng = random.Random(block ^ key)
@@ -134,7 +151,7 @@ def _run_generated(
         for j in range(3)
         for i in range(4)
     }
-    regs["t0"] = regs["t1"] = [rng.getrandbits(64) for _ in range(4)]
+    regs["t0"] = regs["t1"] = regs["p"] = [rng.getrandbits(64) for _ in range(4)]
 
     def operand(op: str) -> tuple[dict, object]:
         if m := re.fullmatch(r"(\d*)\(%\[(\w+)\]\)", op):
@@ -151,10 +168,28 @@ def _run_generated(
         where, name = operand(op)
         where[name] = v
 
-    code = [line.split(" ", 1) for line in gen.body() if not line.startswith("#")]
+    code = {
+        same_hi: [line.split(" ", 1) for line in gen.body(same_hi) if not line.startswith("#")]
+        for same_hi in (True, False)
+    }
     out: list[tuple[int, tuple[int, ...]]] = []
+    variants: list[bool] = []
+    nxt = (block + 12) & _M64
     for call in range(refills):
-        for ins, rest in code:
+        first, last = nxt, (nxt + 4 * gen.SETS - 1) & _M64
+        nxt = (nxt + 4 * gen.SETS) & _M64
+        ctr = [(first + i) & _M64 for i in lane_blocks]
+        same_hi = first >> 32 == last >> 32
+        variants.append(same_hi)
+        if same_hi:  # set_high and the multiply into %[p]
+            x0 = ((first >> 32) ^ a[0]) & _M32
+            q = _M0 * x0
+            mem["ctx", gen.D] = [(q >> 32) ^ (keys[3][0] & _M32)] * 4
+            mem["ctx", gen.E2] = [(q & _M32) ^ (keys[5][0] & _M32)] * 4
+            regs["p"] = _mul(ctr, m0)
+        else:
+            mem["ctx", gen.CTR] = ctr
+        for ins, rest in code[same_hi]:
             ops = rest.split(", ")
             if ins == "vpmuludq":
                 put(ops[2], _mul(get(ops[0]), get(ops[1])))
@@ -170,15 +205,16 @@ def _run_generated(
                 put(ops[1], get(ops[0]))
         for n in range(gen.SETS):
             for lane, i in enumerate(lane_blocks):
-                words = tuple(mem["out", 128 * n + 32 * k][lane] & _M32 for k in range(4))
+                base = gen.OUT + 128 * n
+                words = tuple(mem["ctx", base + 32 * k][lane] & _M32 for k in range(4))
                 out.append(((block + (call * gen.SETS + n) * 4 + i) & _M64, words))
-    return out
+    return out, variants
 
 
 @pytest.mark.parametrize(
     "block",
-    [0, 7, (1 << 32) - 20, (1 << 32) - 1, (1 << 64) - 30],
-    ids=["zero", "unaligned", "carry-ahead", "carry-now", "wrap"],
+    [0, 7, (1 << 32) - 20, (1 << 32) - 1, (1 << 32) - 100, (1 << 64) - 30, (1 << 63) + 5],
+    ids=["zero", "unaligned", "carry-ahead", "carry-now", "carry-later", "wrap", "high"],
 )
 @pytest.mark.parametrize(
     "key,stream",
@@ -189,6 +225,16 @@ def test_generated_assembly_computes_philox(
     gen: ModuleType, block: int, key: int, stream: int, lane_blocks: Lanes
 ) -> None:
     kw = [key & _M32, key >> 32]
-    for b, words in _run_generated(gen, block, key, stream, lane_blocks, refills=2):
+    out, variants = _run_generated(gen, block, key, stream, lane_blocks, refills=3)
+    for b, words in out:
         ctr = [b & _M32, b >> 32, stream & _M32, stream >> 32]
         assert words == fastinit.philox4x32(ctr, kw), f"block {b}"
+    # Both variants ran, in both orders, where the refills cross the carry.
+    expect = {
+        0: [True] * 3,
+        (1 << 32) - 20: [False, True, True],
+        (1 << 32) - 100: [True, False, True],
+        (1 << 64) - 30: [False, True, True],
+    }
+    if block in expect:
+        assert variants == expect[block]

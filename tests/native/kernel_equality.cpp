@@ -83,9 +83,12 @@ const Stream kStreams[] = {{1234, 0},
                            {~uint64_t{0}, 0xFFFFFFFF80000001ull}};
 
 // Starts: unaligned to every group size, and ranges across the 2^32 carry of the block counter
-// (element 2^34 for the 32-bit class, 2^33 for float64).
+// (element 2^34 for the 32-bit class, 2^33 for float64): from just before it, and from far
+// enough before it that the AVX2 pipeline (PhiloxAhead) runs its shared-high-word refills,
+// then the one across the carry, then shared-high-word ones again.
 const int64_t kStarts[] = {0, 1, 2, 3, 5, 13, 63, 64, 65, 1000003, (int64_t{1} << 33) - 21,
-                           (int64_t{1} << 34) - 37, (int64_t{1} << 60) + 11};
+                           (int64_t{1} << 34) - 37, (int64_t{1} << 34) - 611,
+                           (int64_t{1} << 60) + 11};
 const int64_t kLengths[] = {1, 2, 3, 5, 31, 64, 67, 257, 1029};
 
 constexpr int64_t kPad = 128;

@@ -487,7 +487,7 @@ __attribute__((always_inline)) inline void philox_vec(uint64_t block,
 template <LaneOrder O>
 class PhiloxAhead {
  public:
-  PhiloxAhead(uint64_t block, const KeySchedule& ks) : ks_(ks) {
+  PhiloxAhead(uint64_t block, const KeySchedule& ks) : ks_(ks), next_(block + 12) {
     // Prime: the set that finishes i-th gets blocks block + 4i and the rounds it has done.
     const int done[3] = FASTINIT_PHILOX_AVX2_OFFSETS, order[3] = FASTINIT_PHILOX_AVX2_ORDER;
     const PReg m0 = p_set64(kPhiloxM0), m1 = p_set64(kPhiloxM1);
@@ -498,16 +498,17 @@ class PhiloxAhead {
       for (int r = 1; r < done[j]; ++r) philox_round<1>(one, ks, r, m0, m1);
       std::memcpy(s_[j], one[0], sizeof one[0]);
     }
-    const PReg next = p_add64(p_set64(block + 12), p_lane_index<O>());
-    std::memcpy(ctx_, &next, sizeof next);
-    std::memcpy(ctx_ + 8, &ks.a, sizeof ks.a);
-    std::memcpy(ctx_ + 12, &ks.b, sizeof ks.b);
-    std::memcpy(ctx_ + 24, &ks.c, sizeof ks.c);
-    for (int i = 0; i < 4; ++i) {
-      ctx_[4 + i] = 4;
-      ctx_[16 + i] = kPhiloxM0;
-      ctx_[20 + i] = kPhiloxM1;
-    }
+    // ctx as tools/gen_philox_avx2.py lays it out (the counter, or p_ and the high word's
+    // constants, are set per refill).
+    const PReg b1 = ks.b ^ ks.k[2];  // B and round 1's k0
+    ctx_put(FASTINIT_PHILOX_AVX2_CTX_CTR_INC, p_set64(4));
+    ctx_put(FASTINIT_PHILOX_AVX2_CTX_A, ks.a);
+    ctx_put(FASTINIT_PHILOX_AVX2_CTX_B, ks.b);
+    ctx_put(FASTINIT_PHILOX_AVX2_CTX_M0, p_set64(kPhiloxM0));
+    ctx_put(FASTINIT_PHILOX_AVX2_CTX_M1, p_set64(kPhiloxM1));
+    ctx_put(FASTINIT_PHILOX_AVX2_CTX_C, ks.c);
+    ctx_put(FASTINIT_PHILOX_AVX2_CTX_B1, b1);
+    ctx_put(FASTINIT_PHILOX_AVX2_CTX_P_INC, p_set64(4 * uint64_t{kPhiloxM0}));
   }
 
   // The fewest groups worth priming for: two refills (one refill is three groups, so a shorter
@@ -518,7 +519,7 @@ class PhiloxAhead {
   FASTINIT_ALWAYS_INLINE void next(Pair<VecLanes::U32>& x0, Pair<VecLanes::U32>& x1,
                                            Pair<VecLanes::U32>& x2, Pair<VecLanes::U32>& x3) {
     if (pos_ == kSets) refill();
-    const PReg(*b)[4] = buf_ + pos_;
+    const PReg(*b)[4] = w_.buf + pos_;
     pos_ += 4;
     const auto w = [&](int k) -> Pair<VecLanes::U32> {
       return {reinterpret_cast<VecLanes::U32>(p_pack<O>(b[0][k], b[1][k])),
@@ -534,24 +535,68 @@ class PhiloxAhead {
   static constexpr int kSets = FASTINIT_PHILOX_AVX2_SETS;
   static_assert(kSets % 4 == 0, "a refill holds whole groups");
 
+  // A refill restarts the sets on blocks [next_, next_ + 4 kSets). When they all share the
+  // counter's high word (every refill but one in 2^26), round 0's word 0 is the same for all,
+  // and the generated code runs rounds 0 and 1 in 7 operations instead of 14 from constants
+  // of that word (set_high); else the variant that computes every round of every block.
   __attribute__((noinline)) void refill() {
+    const uint64_t first = next_;
+    next_ += 4 * kSets;
+    const PReg blocks = p_add64(p_set64(first), p_lane_index<O>());
     PReg t0, t1;
-    __asm__ volatile(FASTINIT_PHILOX_AVX2_ASM
-                     : [s00] "+x"(s_[0][0]), [s01] "+x"(s_[0][1]), [s02] "+x"(s_[0][2]),
-                       [s03] "+x"(s_[0][3]), [s10] "+x"(s_[1][0]), [s11] "+x"(s_[1][1]),
-                       [s12] "+x"(s_[1][2]), [s13] "+x"(s_[1][3]), [s20] "+x"(s_[2][0]),
-                       [s21] "+x"(s_[2][1]), [s22] "+x"(s_[2][2]), [s23] "+x"(s_[2][3]),
-                       [t0] "=&x"(t0), [t1] "=&x"(t1)
-                     : [k] "r"(ks_.k), [ctx] "r"(ctx_), [out] "r"(buf_)
-                     : "memory");
+#define FASTINIT_PHILOX_AVX2_OPERANDS                                                           \
+  : [s00] "+x"(s_[0][0]), [s01] "+x"(s_[0][1]), [s02] "+x"(s_[0][2]), [s03] "+x"(s_[0][3]), \
+    [s10] "+x"(s_[1][0]), [s11] "+x"(s_[1][1]), [s12] "+x"(s_[1][2]), [s13] "+x"(s_[1][3]), \
+    [s20] "+x"(s_[2][0]), [s21] "+x"(s_[2][1]), [s22] "+x"(s_[2][2]), [s23] "+x"(s_[2][3]), \
+    [t0] "=&x"(t0), [t1] "=&x"(t1), [p] "+x"(p)                                             \
+  : [k] "r"(ks_.k), [ctx] "r"(w_.ctx)                                                        \
+  : "memory"
+    if (first >> 32 == (next_ - 1) >> 32) {  // (a refill that wraps at 2^64 differs too)
+      if (!have_high_ || high_ != first >> 32) set_high(first >> 32);
+      PReg p = p_mul(blocks, p_set64(kPhiloxM0));  // lo(block) * M0, 64 bits per lane
+      __asm__ volatile(FASTINIT_PHILOX_AVX2_ASM_SAME_HI FASTINIT_PHILOX_AVX2_OPERANDS);
+    } else {
+      PReg p = blocks;  // unused by this variant
+      ctx_put(FASTINIT_PHILOX_AVX2_CTX_CTR, blocks);
+      __asm__ volatile(FASTINIT_PHILOX_AVX2_ASM_ANY FASTINIT_PHILOX_AVX2_OPERANDS);
+    }
+#undef FASTINIT_PHILOX_AVX2_OPERANDS
     pos_ = 0;
+  }
+
+  void ctx_put(int offset, const PReg& v) { std::memcpy(reinterpret_cast<char*>(w_.ctx) + offset, &v, sizeof v); }
+
+  // The constants of counter high word h: X0 = h ^ A (round 0's word 0), D = hi(M0 X0) ^ k1
+  // of round 1 and E2 = lo(M0 X0) ^ k1 of round 2 (see tools/gen_philox_avx2.py).
+  void set_high(uint64_t h) {
+    const auto low32 = [](const PReg& v) {
+      uint32_t x;
+      std::memcpy(&x, &v, sizeof x);
+      return x;
+    };
+    const uint32_t x0 = static_cast<uint32_t>(h) ^ low32(ks_.a);
+    const uint64_t q = uint64_t{kPhiloxM0} * x0;
+    const uint64_t d = static_cast<uint32_t>(q >> 32) ^ low32(ks_.k[3]);
+    const uint64_t e2 = static_cast<uint32_t>(q) ^ low32(ks_.k[5]);
+    ctx_put(FASTINIT_PHILOX_AVX2_CTX_D, p_set64(d));
+    ctx_put(FASTINIT_PHILOX_AVX2_CTX_E2, p_set64(e2));
+    high_ = h;
+    have_high_ = true;
   }
 
   const KeySchedule& ks_;
   PReg s_[3][4];               // the sets in flight (word k of set j)
-  alignas(32) uint64_t ctx_[28];  // see tools/gen_philox_avx2.py
-  PReg buf_[kSets][4];         // the last refill's sets, in block order
-  int pos_ = kSets;            // the next set of buf_ to hand out
+  uint64_t next_;              // the first block of the next refill's restarts
+  uint64_t high_ = 0;          // the high word set_high last set ctx_ up for
+  bool have_high_ = false;
+  // What the generated code addresses from one register (an asm statement takes at most 30
+  // operands): ctx, then the last refill's sets in block order.
+  struct Work {
+    alignas(32) uint64_t ctx[FASTINIT_PHILOX_AVX2_CTX_BYTES / 8];
+    PReg buf[kSets][4];
+  } w_;
+  static_assert(offsetof(Work, buf) == FASTINIT_PHILOX_AVX2_CTX_BYTES, "the sets follow ctx");
+  int pos_ = kSets;            // the next set of w_.buf to hand out
 };
 #endif
 #endif
