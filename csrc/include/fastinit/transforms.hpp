@@ -70,9 +70,14 @@ FASTINIT_HD typename L::F64 unit_open_f64(typename L::U32 hi, typename L::U32 lo
 // ln(x) for positive normal x: x = 2^e * m with m in [sqrt(1/2), sqrt(2)), and
 // ln(m) = 2 atanh(s), s = (m - 1) / (m + 1), |s| <= 0.1716, summed as an odd series.
 // m - 1 is exact there, so ln stays accurate relative to its value near x = 1.
-
-template <class L>
+//
+// log_f32<L, K, S>(x) = S * ln(2^K x), for callers that scale the logarithm or its argument by
+// powers of two: 2^K enters the exponent bits and S the constants, so it takes no operation,
+// and every rounding is that of ln(2^K x) scaled by S (scaling by a power of two is exact;
+// nothing here is subnormal), so the bits are those of S * log_f32(2^K * x) computed apart.
+template <class L, int K = 0, int S = 1>
 FASTINIT_HD typename L::F32 log_f32(typename L::F32 x) {
+  static_assert(S == 1 || S == -1 || S == -2, "a scale the constants take exactly");
   using U32 = typename L::U32;
   using I32 = typename L::I32;
   using F32 = typename L::F32;
@@ -82,7 +87,7 @@ FASTINIT_HD typename L::F32 log_f32(typename L::F32 x) {
   // as comparing m0 with 1.41421356f, halving it and incrementing e (checked for every
   // positive normal float), in five operations instead of nine.
   constexpr uint32_t kT = 0x3F3504F4u;
-  const U32 ix = L::bits(x) + (0x3F800000u - kT);
+  const U32 ix = L::bits(x) + (0x3F800000u - kT + (static_cast<uint32_t>(K) << 23));
   const I32 e = L::as_i32(ix >> 23) - 127;
   const F32 m = L::from_bits((ix & 0x007FFFFFu) + kT);
   const F32 s = (m - 1.0f) / (m + 1.0f);
@@ -91,11 +96,11 @@ FASTINIT_HD typename L::F32 log_f32(typename L::F32 x) {
   F32 poly = L::fma(s2, 0.111111111f, 0.142857143f);
   poly = L::fma(poly, s2, 0.2f);
   poly = L::fma(poly, s2, 0.333333333f) * s2;
-  const F32 s_2 = s * 2.0f;
+  const F32 s_2 = s * (2.0f * S);
   const F32 lnm = L::fma(s_2, poly, s_2);
   const F32 ef = L::cvt_f32(e);
   // ln 2 split so that e * kLn2Hi is exact for |e| < 256.
-  return L::fma(ef, 0.693145751953125f, L::fma(ef, 1.42860677e-06f, lnm));
+  return L::fma(ef, 0.693145751953125f * S, L::fma(ef, 1.42860677e-06f * S, lnm));
 }
 
 template <class L>
@@ -182,7 +187,9 @@ FASTINIT_HD void box_muller_f32(typename L::U32 wr, typename L::U32 wa, typename
   // Radius: u in (0, 1] with 31 bits, so the smallest u is 2^-32 and |z| reaches 6.66 sigma.
   // Fused: the product is exact (a power of two), so the fma rounds exactly as the add would.
   const F32 u = L::fma(L::cvt_f32(L::as_i32(wr >> 1)), 0x1p-31f, 0x1p-32f);
-  const F32 r = L::sqrt(log_f32<L>(u) * -2.0f);
+  // -2 ln(u), the -2 folded into the logarithm's constants (the same bits, one multiply fewer
+  // on the longest dependency chain).
+  const F32 r = L::sqrt(log_f32<L, 0, -2>(u));
   // Angle in (0, pi/4): 23 bits, offset by half a step.
   // (i + 1/2) * c, fused as i * c + c/2: i + 1/2 is exact and so is c/2 (a power of two
   // times c), so the one rounding applies to the same exact value.
@@ -242,7 +249,9 @@ FASTINIT_HD typename L::F32 ndtri_lower_f32(typename L::F32 p) {
   const F32 pp = L::sel(p < 0x1p-126f, L::splat(0x1p-126f), p);
   // w = -ln(4p(1-p)) is used only as w < 5 and w - 2.5, both formed from the logarithm
   // directly (the same exact values before rounding): no negation.
-  const F32 lw = log_f32<L>((pp * 4.0f) * (1.0f - pp));
+  // ln(4 t), t = pp (1 - pp): (4 pp)(1 - pp) rounds to 4 t exactly, so the 4 goes into the
+  // logarithm's exponent (t is normal: when pp is tiny, 1 - pp rounds to 1).
+  const F32 lw = log_f32<L, 2>(pp * (1.0f - pp));
   const auto central = lw > -5.0f;
   const F32 wc = -2.5f - lw;
   F32 g = L::fma(wc, 2.81022636e-08f, 3.43273939e-07f);
@@ -256,7 +265,7 @@ FASTINIT_HD typename L::F32 ndtri_lower_f32(typename L::F32 p) {
   // -sqrt(2) erfinv(1 - 2p); 2p is exact, so the fma rounds 1 - 2p once, as the subtraction did.
   F32 z = (g * L::fma(pp, -2.0f, 1.0f)) * -1.41421356f;
   if (!L::all(central)) {
-    const F32 r = L::sqrt(-log_f32<L>(pp));
+    const F32 r = L::sqrt(log_f32<L, 0, -1>(pp));
     const auto near = r <= 5.0f;
     const F32 r1 = L::sel(near, r - 1.6f, r - 5.0f);
     const F32 n1 = L::fma(L::fma(L::fma(r1, 0.17023821103f, 1.3067284816f), r1, 2.7568153900f),
