@@ -46,18 +46,21 @@ def test_the_check_reports_a_stale_file(
     assert gen.main() == 0
 
 
+@pytest.mark.parametrize("ordered", [False, True], ids=["words", "ordered"])
 @pytest.mark.parametrize("same_hi", [True, False], ids=["same-hi", "any"])
-def test_every_set_finishes_once_per_period_in_block_order(gen: ModuleType, same_hi: bool) -> None:
+def test_every_set_finishes_once_per_period_in_block_order(
+    gen: ModuleType, same_hi: bool, ordered: bool
+) -> None:
     # The schedule the C++ side relies on (PhiloxAhead primes the sets in this order).
     ticks = sorted(gen.finish_tick(j) for j in range(3))
     assert len(set(ticks)) == 3 and gen.SETS % 4 == 0 and (10 * gen.PERIODS) % 4 == 0
     assert all(3 <= off <= 9 for off in gen.OFFSETS)
-    body = "\n".join(gen.body(same_hi))
+    body = "\n".join(gen.body(same_hi, ordered))
     # Rounds 2..9 take two multiplies in each tick; the restart takes one (same high word:
     # rounds 0 and 1 share the multiply of word 0) or three.
     per_set = 2 * 8 + (1 if same_hi else 3)
     assert body.count("vpmuludq") == 3 * per_set * gen.PERIODS
-    assert body.count("vmovdqa %[s") == 4 * gen.SETS
+    assert body.count("vmovdqa %[s") == (2 if ordered else 4) * gen.SETS
     # Round 0's keys are folded into ctx (A, C); with a shared high word, round 1's (B1, D) and
     # round 2's k1 (E2) too. k[2 r] and k[2 r + 1] are round r's k0 and k1, 32 bytes each.
     if same_hi:
@@ -92,10 +95,17 @@ def _xor(a: Lanes, b: Lanes) -> Lanes:
 
 
 def _run_generated(
-    gen: ModuleType, block: int, key: int, stream: int, lane_blocks: Lanes, refills: int
+    gen: ModuleType,
+    block: int,
+    key: int,
+    stream: int,
+    lane_blocks: Lanes,
+    refills: int,
+    ordered: bool = False,
 ) -> tuple[list[tuple[int, tuple[int, ...]]], list[bool]]:
-    """(block index, its four words) for every block the generated code writes out, and which
-    variant each refill ran, choosing it and setting ctx up as PhiloxAhead::refill does."""
+    """(block index, its four words) for every block the generated code writes out, in the
+    order they lie in its output, and which variant each refill ran, choosing it and setting
+    ctx up as PhiloxAhead::refill does."""
     k0, k1 = key & _M32, key >> 32
     keys: list[Lanes] = []
     for _ in range(10):
@@ -169,7 +179,9 @@ def _run_generated(
         where[name] = v
 
     code = {
-        same_hi: [line.split(" ", 1) for line in gen.body(same_hi) if not line.startswith("#")]
+        same_hi: [
+            line.split(" ", 1) for line in gen.body(same_hi, ordered) if not line.startswith("#")
+        ]
         for same_hi in (True, False)
     }
     out: list[tuple[int, tuple[int, ...]]] = []
@@ -197,17 +209,36 @@ def _run_generated(
                 put(ops[2], _xor(get(ops[0]), get(ops[1])))
             elif ins == "vpaddq":
                 put(ops[2], [(x + y) & _M64 for x, y in zip(get(ops[0]), get(ops[1]), strict=True)])
-            elif ins == "vpshufd":
-                assert ops[0] == "$0xf5"
+            elif ins == "vpshufd" and ops[0] == "$0xf5":
                 put(ops[2], _hi(get(ops[1])))
+            elif ins == "vpshufd" and ops[0] == "$0xb1":  # the halves of each lane swapped
+                put(ops[2], [((x & _M32) << 32) | (x >> 32) for x in get(ops[1])])
+            elif ins == "vpblendd":  # odd dwords (high halves) from the first source
+                assert ops[0] == "$0xaa"
+                hi, lo = get(ops[1]), get(ops[2])
+                put(ops[3], [(x & ~_M32 & _M64) | (y & _M32) for x, y in zip(hi, lo, strict=True)])
+            elif ins in ("vpunpcklqdq", "vpunpckhqdq"):  # AT&T: second source first
+                h = ins == "vpunpckhqdq"
+                b_, a_ = get(ops[0]), get(ops[1])
+                put(ops[2], [a_[h], b_[h], a_[2 + h], b_[2 + h]])
             else:
                 assert ins == "vmovdqa", ins
                 put(ops[1], get(ops[0]))
         for n in range(gen.SETS):
+            first_block = block + (call * gen.SETS + n) * 4
+            if ordered:  # two registers, each two blocks' four words: lane 2h + 0/1 of half h
+                for r in range(2):
+                    reg = mem["ctx", gen.OUT + 64 * n + 32 * r]
+                    for h in range(2):
+                        i = lane_blocks[r + 2 * h]  # unpack lo/hi takes lanes 0, 2 / 1, 3
+                        q0, q1 = reg[2 * h], reg[2 * h + 1]
+                        words = (q0 & _M32, q0 >> 32, q1 & _M32, q1 >> 32)
+                        out.append(((first_block + i) & _M64, words))
+                continue
             for lane, i in enumerate(lane_blocks):
                 base = gen.OUT + 128 * n
                 words = tuple(mem["ctx", base + 32 * k][lane] & _M32 for k in range(4))
-                out.append(((block + (call * gen.SETS + n) * 4 + i) & _M64, words))
+                out.append(((first_block + i) & _M64, words))
     return out, variants
 
 
@@ -220,15 +251,22 @@ def _run_generated(
     "key,stream",
     [(1234, 0), (0xDEADBEEFCAFEF00D, (1 << 40) + 3), (_M64, _M64), (0, 0x80000000FFFFFFFF)],
 )
-@pytest.mark.parametrize("lane_blocks", [[0, 1, 2, 3], [0, 2, 1, 3]], ids=["blocks", "transpose32"])
+@pytest.mark.parametrize(
+    "lane_blocks,ordered",
+    [([0, 1, 2, 3], False), ([0, 2, 1, 3], False), ([0, 2, 1, 3], True)],
+    ids=["blocks", "transpose32", "ordered"],
+)
 def test_generated_assembly_computes_philox(
-    gen: ModuleType, block: int, key: int, stream: int, lane_blocks: Lanes
+    gen: ModuleType, block: int, key: int, stream: int, lane_blocks: Lanes, ordered: bool
 ) -> None:
     kw = [key & _M32, key >> 32]
-    out, variants = _run_generated(gen, block, key, stream, lane_blocks, refills=3)
+    out, variants = _run_generated(gen, block, key, stream, lane_blocks, refills=3, ordered=ordered)
     for b, words in out:
         ctr = [b & _M32, b >> 32, stream & _M32, stream >> 32]
         assert words == fastinit.philox4x32(ctr, kw), f"block {b}"
+    if ordered:  # the ORDERED variant's output is in memory order: block after block
+        blocks = [b for b, _ in out]
+        assert blocks == [(block + i) & _M64 for i in range(len(blocks))]
     # Both variants ran, in both orders, where the refills cross the carry.
     expect = {
         0: [True] * 3,

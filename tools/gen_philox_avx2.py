@@ -21,7 +21,10 @@ all the blocks a call restarts share the counter's high word h (every call but o
 word 0 is h ^ A for all of them, and so is round 1's multiply of it: the SAME_HI variant then
 runs rounds 0 and 1 in seven operations from constants of h, and round 2 in seven; the ANY
 variant computes both rounds in full (fourteen). PhiloxAhead::refill picks one per call; both
-leave the sets in the same registers at the end of a call, so they mix freely. Register roles
+leave the sets in the same registers at the end of a call, so they mix freely. Each has an
+_ORDERED form for float32 uniform_, whose transform treats every word alike: its tenth round
+leaves a set's sixteen words in memory order in two registers (final_round_ordered), so no
+packing or transpose follows. Register roles
 rotate: a round leaves word k of a set in the register that held word k + 1 (mod 4), so no move
 is needed; the generator tracks each set's rotation, and an even PERIODS brings every word back
 to its register at the end of a call.
@@ -33,7 +36,8 @@ Operands of the asm statement (kernel_cpu.hpp, PhiloxAhead::refill):
   k          "r": KeySchedule::k, the ten rounds' keys as 20 broadcast ymm (64 bytes per round)
   ctx        "r": the members at the offsets below (4 x u64 each, one 32-bit value per 64-bit
              lane unless stated), then the sets written out, set i's word k at byte
-             OUT + 128 i + 32 k (one base register: an asm statement takes at most 30 operands)
+             OUT + 128 i + 32 k (_ORDERED: set i's two registers at OUT + 64 i) (one base
+             register: an asm statement takes at most 30 operands)
     CTR      ANY: the next counter (block indices, in lane order); CTR_INC its increment, 4
     A, B, C  hi(M1 * stream_lo) ^ k0, lo(M1 * stream_lo), stream_hi ^ k1 (round 0's keys)
     M0, M1   the multipliers
@@ -78,11 +82,13 @@ def finish_tick(j: int) -> int:
     return (9 - OFFSETS[j]) % TICKS
 
 
-def body(same_hi: bool) -> list[str]:
+def body(same_hi: bool, ordered: bool = False) -> list[str]:
     """The instructions of one call. same_hi: every block the call restarts shares its counter's
     high word (the caller checks), which makes round 0's word 0 and so round 1's multiply of it
     the same for all of them: the restart then runs rounds 0 and 1 in 7 operations and round 2
-    takes its fourth word from ctx (E2). Otherwise the restart runs both rounds in full."""
+    takes its fourth word from ctx (E2). Otherwise the restart runs both rounds in full.
+    ordered: the tenth round writes each set's words in memory order (final_round_ordered)
+    instead of one register per word."""
     assert all(3 <= off <= 9 for off in OFFSETS) and PERIODS % 2 == 0
     lines: list[str] = []
     written = 0
@@ -120,6 +126,30 @@ def body(same_hi: bool) -> list[str]:
             f"vpxor %[t0], {reg(j, 1)}, {reg(j, 1)}",
             f"vpshufd $0xf5, {reg(j, 0)}, %[t1]",
             f"vpxor {E2}(%[ctx]), %[t1], {reg(j, 3)}",
+        ]
+
+    def final_round_ordered(j: int) -> list[str]:
+        """Round 9 of set j, its words left in memory order: [w0 w1] of each block as one 64-bit
+        lane (the swapped product's low word is w1, a blend keeps it beside w0), likewise
+        [w2 w3], then a 64-bit unpack pair gives two blocks' four words per 128-bit half. With
+        the blocks in lanes 0 2 1 3 (kTranspose32) that is blocks 0-1 in register 0 and 2-3 in
+        register 2, as float32 elements lie in memory: 12 operations where the plain round, the
+        packing and the 4x4 transposes take 14 (8 of them shuffles against 4, and shuffles
+        have two of Zen 3's four vector pipes)."""
+        w = [reg(j, k) for k in range(4)]
+        return [
+            f"vpmuludq {M1}(%[ctx]), {w[2]}, {w[2]}",
+            f"vpmuludq {M0}(%[ctx]), {w[0]}, {w[0]}",
+            f"vpxor {64 * 9}(%[k]), {w[1]}, {w[1]}",
+            f"vpxor {64 * 9 + 32}(%[k]), {w[3]}, {w[3]}",
+            f"vpshufd $0xb1, {w[2]}, %[t0]",
+            f"vpxor %[t0], {w[1]}, {w[1]}",
+            f"vpblendd $0xaa, %[t0], {w[1]}, {w[1]}",
+            f"vpshufd $0xb1, {w[0]}, %[t1]",
+            f"vpxor %[t1], {w[3]}, {w[3]}",
+            f"vpblendd $0xaa, %[t1], {w[3]}, {w[3]}",
+            f"vpunpcklqdq {w[3]}, {w[1]}, {w[0]}",
+            f"vpunpckhqdq {w[3]}, {w[1]}, {w[2]}",
         ]
 
     def restart_same_hi(j: int) -> list[str]:
@@ -163,17 +193,25 @@ def body(same_hi: bool) -> list[str]:
         # The multiplies first (they start the critical chains), then the key xors of the words
         # that only get xored (off the chains), then shuffle and xor of the products.
         rounds = [
-            round2_same_hi(j) if same_hi and rnd[j] == 2 else full_round(j, rnd[j])
+            round2_same_hi(j)
+            if same_hi and rnd[j] == 2
+            else final_round_ordered(j)
+            if ordered and rnd[j] == 9
+            else full_round(j, rnd[j])
             for j in range(3)
         ]
-        for part in (slice(0, 2), slice(2, 4), slice(4, 8)):
+        for part in (slice(0, 2), slice(2, 4), slice(4, None)):
             lines += [ins for ops in rounds for ins in ops[part] if ins]
         rot = [r + 1 for r in rot]
         for j in sorted(range(3), key=finish_tick):
             if rnd[j] != 9:
                 continue
-            for k in range(4):
-                lines.append(f"vmovdqa {reg(j, k)}, {OUT + 128 * written + 32 * k}(%[ctx])")
+            if ordered:  # (the round left them in the registers of words 3 and 1, rot[j] on)
+                for i, k in enumerate((3, 1)):
+                    lines.append(f"vmovdqa {reg(j, k)}, {OUT + 64 * written + 32 * i}(%[ctx])")
+            else:
+                for k in range(4):
+                    lines.append(f"vmovdqa {reg(j, k)}, {OUT + 128 * written + 32 * k}(%[ctx])")
             written += 1
             lines += restart_same_hi(j) if same_hi else restart_any(j)
             rot[j] += 2
@@ -202,9 +240,14 @@ def render() -> str:
     names = ("CTR", "CTR_INC", "A", "B", "M0", "M1", "C", "B1", "D", "E2", "P_INC")
     out += [f"#define FASTINIT_PHILOX_AVX2_CTX_{n} {globals()[n]}" for n in names]
     out += [f"#define FASTINIT_PHILOX_AVX2_CTX_BYTES {CTX_BYTES}"]
-    for name, same_hi in (("SAME_HI", True), ("ANY", False)):
+    variants = [
+        (f"{h}{o}", same_hi, ordered)
+        for h, same_hi in (("SAME_HI", True), ("ANY", False))
+        for o, ordered in (("", False), ("_ORDERED", True))
+    ]
+    for name, same_hi, ordered in variants:
         out.append(f"#define FASTINIT_PHILOX_AVX2_ASM_{name} \\")
-        lines = body(same_hi)
+        lines = body(same_hi, ordered)
         for i, line in enumerate(lines):
             end = "" if i == len(lines) - 1 else " \\"
             out.append(f'  "{line}\\n\\t"{end}')

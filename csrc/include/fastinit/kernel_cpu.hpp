@@ -561,8 +561,14 @@ __attribute__((always_inline)) inline void philox_vec(uint64_t block,
 // restarted on the next blocks, so the multiply port never waits for a batch to start or end.
 // It computes a refill of FASTINIT_PHILOX_AVX2_SETS sets (3 groups) at a time, so it pays off
 // on ranges of several groups; fill_range_typed uses philox_vec for short ones.
-template <LaneOrder O>
+//
+// Ordered: the generated code's ORDERED variant leaves each set's words in memory order (four
+// words of one block after another, blocks 0-1 then 2-3; kTranspose32 lanes only), for a
+// transform that treats every word alike (float32 uniform_): next_ordered gives them.
+template <LaneOrder O, bool Ordered = false>
 class PhiloxAhead {
+  static_assert(!Ordered || O == LaneOrder::kTranspose32, "memory order needs lanes 0 2 1 3");
+
  public:
   PhiloxAhead(uint64_t block, const KeySchedule& ks) : ks_(ks), next_(block + 12) {
     // Prime: the set that finishes i-th gets blocks block + 4i and the rounds it has done.
@@ -591,11 +597,28 @@ class PhiloxAhead {
   // range would compute up to 3x the blocks it needs).
   static constexpr int64_t kMinGroups = 2 * FASTINIT_PHILOX_AVX2_SETS / 4;
 
+  // The next group's 64 words in memory order, 8 consecutive in each register (Ordered).
+  FASTINIT_ALWAYS_INLINE void next_ordered(Pair<VecLanes::U32>& r0, Pair<VecLanes::U32>& r1,
+                                           Pair<VecLanes::U32>& r2, Pair<VecLanes::U32>& r3) {
+    static_assert(Ordered, "next_ordered reads the ORDERED variant's buffer");
+    if (pos_ == kSets) refill();
+    const PReg(*b)[kRegs] = w_.buf + pos_;
+    pos_ += 4;
+    const auto w = [&](int i) -> Pair<VecLanes::U32> {
+      return {reinterpret_cast<VecLanes::U32>(b[i][0]), reinterpret_cast<VecLanes::U32>(b[i][1])};
+    };
+    r0 = w(0);
+    r1 = w(1);
+    r2 = w(2);
+    r3 = w(3);
+  }
+
   // The next group's words, in lane order O (as philox_vec<O> for its first block).
   FASTINIT_ALWAYS_INLINE void next(Pair<VecLanes::U32>& x0, Pair<VecLanes::U32>& x1,
                                            Pair<VecLanes::U32>& x2, Pair<VecLanes::U32>& x3) {
+    static_assert(!Ordered, "next reads one register per word");
     if (pos_ == kSets) refill();
-    const PReg(*b)[4] = w_.buf + pos_;
+    const PReg(*b)[kRegs] = w_.buf + pos_;
     pos_ += 4;
     const auto w = [&](int k) -> Pair<VecLanes::U32> {
       return {reinterpret_cast<VecLanes::U32>(p_pack<O>(b[0][k], b[1][k])),
@@ -609,6 +632,7 @@ class PhiloxAhead {
 
  private:
   static constexpr int kSets = FASTINIT_PHILOX_AVX2_SETS;
+  static constexpr int kRegs = Ordered ? 2 : 4;  // registers a set is written out as
   static_assert(kSets % 4 == 0, "a refill holds whole groups");
 
   // A refill restarts the sets on blocks [next_, next_ + 4 kSets). When they all share the
@@ -632,11 +656,17 @@ class PhiloxAhead {
       ctx_put(FASTINIT_PHILOX_AVX2_CTX_D, hc.d);
       ctx_put(FASTINIT_PHILOX_AVX2_CTX_E2, hc.e2);
       PReg p = p_mul(blocks, p_set64(kPhiloxM0));  // lo(block) * M0, 64 bits per lane
-      __asm__ volatile(FASTINIT_PHILOX_AVX2_ASM_SAME_HI FASTINIT_PHILOX_AVX2_OPERANDS);
+      if constexpr (Ordered)
+        __asm__ volatile(FASTINIT_PHILOX_AVX2_ASM_SAME_HI_ORDERED FASTINIT_PHILOX_AVX2_OPERANDS);
+      else
+        __asm__ volatile(FASTINIT_PHILOX_AVX2_ASM_SAME_HI FASTINIT_PHILOX_AVX2_OPERANDS);
     } else {
       PReg p = blocks;  // unused by this variant
       ctx_put(FASTINIT_PHILOX_AVX2_CTX_CTR, blocks);
-      __asm__ volatile(FASTINIT_PHILOX_AVX2_ASM_ANY FASTINIT_PHILOX_AVX2_OPERANDS);
+      if constexpr (Ordered)
+        __asm__ volatile(FASTINIT_PHILOX_AVX2_ASM_ANY_ORDERED FASTINIT_PHILOX_AVX2_OPERANDS);
+      else
+        __asm__ volatile(FASTINIT_PHILOX_AVX2_ASM_ANY FASTINIT_PHILOX_AVX2_OPERANDS);
     }
 #undef FASTINIT_PHILOX_AVX2_OPERANDS
     pos_ = 0;
@@ -651,7 +681,7 @@ class PhiloxAhead {
   // operands): ctx, then the last refill's sets in block order.
   struct Work {
     alignas(32) uint64_t ctx[FASTINIT_PHILOX_AVX2_CTX_BYTES / 8];
-    PReg buf[kSets][4];
+    PReg buf[kSets][kRegs];
   } w_;
   static_assert(offsetof(Work, buf) == FASTINIT_PHILOX_AVX2_CTX_BYTES, "the sets follow ctx");
   int pos_ = kSets;            // the next set of w_.buf to hand out
@@ -832,6 +862,44 @@ FASTINIT_ALWAYS_INLINE void emit_words(const FillParams& P, typename L::U32 x0, 
 
 // Fill the logical elements [i0, i0 + n) into contiguous memory starting at out. Whole groups
 // are written in place; the partial groups at either end go through a small stack buffer.
+#if defined(FASTINIT_X86_SIMD) && FASTINIT_VEC_W == 8
+// A group of float32 elements from words already in memory order (r0..r3: 8 registers of 8
+// consecutive words): the distribution's word transform on each, stored as they are. Only for
+// transforms that treat every word alike (uniform's block_f32 applies one formula per word).
+template <class L, Dist D>
+FASTINIT_ALWAYS_INLINE void emit_ordered_f32(const FillParams& P, typename L::U32 r0, typename L::U32 r1,
+                                             typename L::U32 r2, typename L::U32 r3, void* dst, bool nt) {
+  static_assert(D == Dist::Uniform, "a transform that treats every word alike");
+  typename L::F32 y[4];
+  block_y_f32<L, D>(P, r0, r1, r2, r3, y);
+  char* const d = static_cast<char*>(dst);
+  // (Eight named stores: an array stored in a loop went through the stack.)
+  L::store(d, reinterpret_cast<__m256>(y[0].lo), nt);
+  L::store(d + 32, reinterpret_cast<__m256>(y[0].hi), nt);
+  L::store(d + 64, reinterpret_cast<__m256>(y[1].lo), nt);
+  L::store(d + 96, reinterpret_cast<__m256>(y[1].hi), nt);
+  L::store(d + 128, reinterpret_cast<__m256>(y[2].lo), nt);
+  L::store(d + 160, reinterpret_cast<__m256>(y[2].hi), nt);
+  L::store(d + 192, reinterpret_cast<__m256>(y[3].lo), nt);
+  L::store(d + 224, reinterpret_cast<__m256>(y[3].hi), nt);
+}
+#endif
+
+// emit_ordered_f32 for words in memory order, else emit_words.
+template <class L, Dist D, DType T, bool Ordered>
+FASTINIT_ALWAYS_INLINE void emit_group(const FillParams& P, typename L::U32 x0, typename L::U32 x1,
+                                       typename L::U32 x2, typename L::U32 x3, void* dst, bool nt) {
+  if constexpr (Ordered) {
+#if defined(FASTINIT_X86_SIMD) && FASTINIT_VEC_W == 8
+    emit_ordered_f32<L, D>(P, x0, x1, x2, x3, dst, nt);
+#else
+    static_assert(!Ordered, "memory-order words come from the AVX2 pipeline only");
+#endif
+  } else {
+    emit_words<L, D, T>(P, x0, x1, x2, x3, dst, nt);
+  }
+}
+
 template <class L, Dist D, DType T>
 void fill_range_typed(const FillParams& P, void* out, int64_t i0, int64_t n, bool nt) {
   constexpr int64_t E = (T == DType::F64) ? 2 : 4;
@@ -857,7 +925,11 @@ void fill_range_typed(const FillParams& P, void* out, int64_t i0, int64_t n, boo
          reinterpret_cast<uintptr_t>(o + lead * isz) % (L::kStreamBytes ? L::kStreamBytes : 1) == 0;
   }
   // The groups in order; words(block, x0..x3) gives each group's words.
-  const auto groups = [&](auto&& words) {
+  using U32 = typename L::U32;
+  // The groups in order; words(block, x0..x3) gives each group's words, in memory order when
+  // `ordered` (std::true_type: emit_group writes them with emit_ordered_f32).
+  const auto groups = [&](auto&& words, auto ordered) {
+    constexpr bool kOrdered = decltype(ordered)::value;
     for (int64_t g = i0 / G; g <= g_last; ++g) {
       const int64_t s = g * G;
       const uint64_t block = static_cast<uint64_t>(g) * static_cast<uint64_t>(L::W);
@@ -865,26 +937,37 @@ void fill_range_typed(const FillParams& P, void* out, int64_t i0, int64_t n, boo
       typename L::U32 x0, x1, x2, x3;
       words(block, x0, x1, x2, x3);
       if (s >= i0 && ends_inside) {
-        emit_words<L, D, T>(P, x0, x1, x2, x3, o + (s - i0) * isz, nt);
+        emit_group<L, D, T, kOrdered>(P, x0, x1, x2, x3, o + (s - i0) * isz, nt);
       } else {
-        emit_words<L, D, T>(P, x0, x1, x2, x3, tmp, false);
+        emit_group<L, D, T, kOrdered>(P, x0, x1, x2, x3, tmp, false);
         const int64_t a = s > i0 ? s : i0;
         const int64_t b = ends_inside ? s + G : end;
         std::memcpy(o + (a - i0) * isz, tmp + (a - s) * isz, static_cast<size_t>((b - a) * isz));
       }
     }
   };
-  using U32 = typename L::U32;
 #if defined(FASTINIT_X86_SIMD) && FASTINIT_VEC_W == 8
   // AVX2 pairs: ranges of PhiloxAhead::kMinGroups or more take their words from PhiloxAhead,
   // where Philox is a large part of the time. Not trunc_normal, whose transform dominates:
   // there the refills' bursts of Philox work without stores cost more than they saved
   // (measured on Zen 2, 2^22 elements with streaming stores: 1.05x the time of philox_vec).
-  if constexpr (L::W == 2 * FASTINIT_VEC_W && D != Dist::TruncNormal) {
+  // float32 uniform_ takes them in memory order (PhiloxAhead's Ordered variant): its transform
+  // treats every word alike, so it runs on the words as they lie and needs no transpose.
+  if constexpr (L::W == 2 * FASTINIT_VEC_W && D == Dist::Uniform && T == DType::F32) {
+    using Ahead = PhiloxAhead<LaneOrder::kTranspose32, true>;
+    if (g_last - i0 / G + 1 >= Ahead::kMinGroups) {
+      Ahead ahead(static_cast<uint64_t>(i0 / G) * L::W, ks);
+      groups([&](uint64_t, U32& r0, U32& r1, U32& r2, U32& r3) { ahead.next_ordered(r0, r1, r2, r3); },
+             std::true_type{});
+      if (nt) L::store_fence();
+      return;
+    }
+  } else if constexpr (L::W == 2 * FASTINIT_VEC_W && D != Dist::TruncNormal) {
     using Ahead = PhiloxAhead<lane_order_for<L, T>()>;
     if (g_last - i0 / G + 1 >= Ahead::kMinGroups) {
       Ahead ahead(static_cast<uint64_t>(i0 / G) * L::W, ks);
-      groups([&](uint64_t, U32& x0, U32& x1, U32& x2, U32& x3) { ahead.next(x0, x1, x2, x3); });
+      groups([&](uint64_t, U32& x0, U32& x1, U32& x2, U32& x3) { ahead.next(x0, x1, x2, x3); },
+             std::false_type{});
       if (nt) L::store_fence();
       return;
     }
@@ -892,7 +975,7 @@ void fill_range_typed(const FillParams& P, void* out, int64_t i0, int64_t n, boo
 #endif
   groups([&](uint64_t block, U32& x0, U32& x1, U32& x2, U32& x3) {
     group_words<L, T>(P, ks, block, x0, x1, x2, x3);
-  });
+  }, std::false_type{});
   if (nt) L::store_fence();
 }
 
