@@ -7,7 +7,9 @@
 #      alternated in one process on a 32768-element (cache-resident) buffer, one thread, medians.
 # (Static per-group counts went with the group function: the AVX2 words now come from generated
 # assembly, whose schedule tools/gen_philox_avx2.py states: 8 vector operations per round of
-# four blocks for rounds 1 to 9, and 6 for round 0 and the restart, plus the four stores.)
+# four blocks for rounds 3 to 9, 7 for rounds 0 and 1 with the restart and 7 for round 2 when
+# the blocks share the counter's high word (else 6 + 8 + 8), plus the stores; float32 uniform_'s
+# variant ends in 12 operations that leave the words in memory order.)
 # Usage: tools/kernel_counts.sh [ROUNDS]   (needs g++; valgrind and bc for part 1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
