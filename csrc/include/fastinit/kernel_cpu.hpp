@@ -953,21 +953,19 @@ void fill_range_typed(const FillParams& P, void* out, int64_t i0, int64_t n, boo
   // (measured on Zen 2, 2^22 elements with streaming stores: 1.05x the time of philox_vec).
   // float32 uniform_ takes them in memory order (PhiloxAhead's Ordered variant): its transform
   // treats every word alike, so it runs on the words as they lie and needs no transpose.
-  if constexpr (L::W == 2 * FASTINIT_VEC_W && D == Dist::Uniform && T == DType::F32) {
-    using Ahead = PhiloxAhead<LaneOrder::kTranspose32, true>;
+  if constexpr (L::W == 2 * FASTINIT_VEC_W && D != Dist::TruncNormal) {
+    constexpr bool kOrdered = D == Dist::Uniform && T == DType::F32;
+    using Ahead = PhiloxAhead<lane_order_for<L, T>(), kOrdered>;
     if (g_last - i0 / G + 1 >= Ahead::kMinGroups) {
       Ahead ahead(static_cast<uint64_t>(i0 / G) * L::W, ks);
-      groups([&](uint64_t, U32& r0, U32& r1, U32& r2, U32& r3) { ahead.next_ordered(r0, r1, r2, r3); },
-             std::true_type{});
-      if (nt) L::store_fence();
-      return;
-    }
-  } else if constexpr (L::W == 2 * FASTINIT_VEC_W && D != Dist::TruncNormal) {
-    using Ahead = PhiloxAhead<lane_order_for<L, T>()>;
-    if (g_last - i0 / G + 1 >= Ahead::kMinGroups) {
-      Ahead ahead(static_cast<uint64_t>(i0 / G) * L::W, ks);
-      groups([&](uint64_t, U32& x0, U32& x1, U32& x2, U32& x3) { ahead.next(x0, x1, x2, x3); },
-             std::false_type{});
+      groups(
+          [&](uint64_t, U32& x0, U32& x1, U32& x2, U32& x3) {
+            if constexpr (kOrdered)
+              ahead.next_ordered(x0, x1, x2, x3);
+            else
+              ahead.next(x0, x1, x2, x3);
+          },
+          std::bool_constant<kOrdered>{});
       if (nt) L::store_fence();
       return;
     }
