@@ -393,7 +393,7 @@ struct KeySchedule {
 
   // Blocks that share the counter's high word h share round 0's word 0, X0 = h ^ A, and so
   // round 1's multiply of it: D = hi(M0 X0) ^ k1 of round 1 and E2 = lo(M0 X0) ^ k1 of round
-  // 2 (philox_start_same_hi, and the generated code's SAME_HI variant). Cached for the last h:
+  // 2 (philox_rounds_0_2_same_hi, and the generated code's SAME_HI variant). Cached for the last h:
   // it changes once in 2^32 blocks.
   struct High {
     PReg d, e2;
@@ -581,8 +581,8 @@ class PhiloxAhead {
       for (int r = 1; r < done[j]; ++r) philox_round<1>(one, ks, r, m0, m1);
       std::memcpy(s_[j], one[0], sizeof one[0]);
     }
-    // ctx as tools/gen_philox_avx2.py lays it out (the counter, or p_ and the high word's
-    // constants, are set per refill).
+    // ctx as tools/gen_philox_avx2.py lays it out (the counter, or the high word's constants
+    // and the p operand, are set per refill).
     ctx_put(FASTINIT_PHILOX_AVX2_CTX_CTR_INC, p_set64(4));
     ctx_put(FASTINIT_PHILOX_AVX2_CTX_A, ks.a);
     ctx_put(FASTINIT_PHILOX_AVX2_CTX_B, ks.b);
@@ -672,7 +672,9 @@ class PhiloxAhead {
     pos_ = 0;
   }
 
-  void ctx_put(int offset, const PReg& v) { std::memcpy(reinterpret_cast<char*>(w_.ctx) + offset, &v, sizeof v); }
+  void ctx_put(int offset, const PReg& v) {
+    std::memcpy(reinterpret_cast<char*>(w_.ctx) + offset, &v, sizeof v);
+  }
 
   const KeySchedule& ks_;
   PReg s_[3][4];               // the sets in flight (word k of set j)
@@ -860,8 +862,6 @@ FASTINIT_ALWAYS_INLINE void emit_words(const FillParams& P, typename L::U32 x0, 
   }
 }
 
-// Fill the logical elements [i0, i0 + n) into contiguous memory starting at out. Whole groups
-// are written in place; the partial groups at either end go through a small stack buffer.
 #if defined(FASTINIT_X86_SIMD) && FASTINIT_VEC_W == 8
 // A group of float32 elements from words already in memory order (r0..r3: 8 registers of 8
 // consecutive words): the distribution's word transform on each, stored as they are. Only for
@@ -900,6 +900,8 @@ FASTINIT_ALWAYS_INLINE void emit_group(const FillParams& P, typename L::U32 x0, 
   }
 }
 
+// Fill the logical elements [i0, i0 + n) into contiguous memory starting at out. Whole groups
+// are written in place; the partial groups at either end go through a small stack buffer.
 template <class L, Dist D, DType T>
 void fill_range_typed(const FillParams& P, void* out, int64_t i0, int64_t n, bool nt) {
   constexpr int64_t E = (T == DType::F64) ? 2 : 4;
@@ -924,7 +926,6 @@ void fill_range_typed(const FillParams& P, void* out, int64_t i0, int64_t n, boo
     nt = L::kStreamBytes != 0 &&
          reinterpret_cast<uintptr_t>(o + lead * isz) % (L::kStreamBytes ? L::kStreamBytes : 1) == 0;
   }
-  // The groups in order; words(block, x0..x3) gives each group's words.
   using U32 = typename L::U32;
   // The groups in order; words(block, x0..x3) gives each group's words, in memory order when
   // `ordered` (std::true_type: emit_group writes them with emit_ordered_f32).
