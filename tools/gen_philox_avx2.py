@@ -24,10 +24,9 @@ variant computes both rounds in full (fourteen). PhiloxAhead::refill picks one p
 leave the sets in the same registers at the end of a call, so they mix freely. Each has an
 _ORDERED form for float32 uniform_, whose transform treats every word alike: its tenth round
 leaves a set's sixteen words in memory order in two registers (final_round_ordered), so no
-packing or transpose follows. Register roles
-rotate: a round leaves word k of a set in the register that held word k + 1 (mod 4), so no move
-is needed; the generator tracks each set's rotation, and an even PERIODS brings every word back
-to its register at the end of a call.
+packing or transpose follows. Register roles rotate: a round leaves word k of a set in the
+register that held word k + 1 (mod 4), so no move is needed; the generator tracks each set's
+rotation, and an even PERIODS brings every word back to its register at the end of a call.
 
 Operands of the asm statement (kernel_cpu.hpp, PhiloxAhead::refill):
   s00..s23   "+x": the twelve state registers (set j, register i)
@@ -130,10 +129,11 @@ def body(same_hi: bool, ordered: bool = False) -> list[str]:
 
     def final_round_ordered(j: int) -> list[str]:
         """Round 9 of set j, its words left in memory order: [w0 w1] of each block as one 64-bit
-        lane (the swapped product's low word is w1, a blend keeps it beside w0), likewise
-        [w2 w3], then a 64-bit unpack pair gives two blocks' four words per 128-bit half. With
-        the blocks in lanes 0 2 1 3 (kTranspose32) that is blocks 0-1 in register 0 and 2-3 in
-        register 2, as float32 elements lie in memory: 12 operations where the plain round, the
+        lane (swapping the product's halves puts lo(P), which is w1, in the upper half, and a
+        blend keeps it beside w0), likewise [w2 w3], then a 64-bit unpack pair gives two
+        blocks' four words per 128-bit half. With the blocks in lanes 0 2 1 3 (kTranspose32)
+        that is blocks 0-1 in the register of word 0 and 2-3 in that of word 2, as float32
+        elements lie in memory: 12 operations where the plain round, the
         packing and the 4x4 transposes take 14 (8 of them shuffles against 4, and shuffles
         have two of Zen 3's four vector pipes)."""
         w = [reg(j, k) for k in range(4)]
