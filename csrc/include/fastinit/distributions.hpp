@@ -231,38 +231,24 @@ FASTINIT_HD void block_f64(const UniformDist::Params<double>& p, typename L::U32
   if (p.clamp) clamp_values<L>(y, p.lo, p.hi);
 }
 
-// normal_ on lanes with a Wide set, in two steps: the radius of words 0 and 2 (the longer
-// dependency chain), then the angle of words 1 and 3 and the values. block_f32 runs both; the
-// AVX2 kernel runs the next group's first step before this group's second.
-template <class L>
-FASTINIT_HD typename L::Wide::F32 normal_radius_f32(typename L::U32 x0, typename L::U32 x2) {
-  return box_muller_radius_f32<typename L::Wide>(typename L::Wide::U32{x0, x2});
-}
-template <class L>
-FASTINIT_HD void normal_finish_f32(const NormalDist::Params<float>& p, typename L::Wide::F32 r,
-                                   typename L::U32 x1, typename L::U32 x3, typename L::F32 (&y)[4]) {
-  // Pairs (w0, w1) and (w2, w3) as one Box-Muller pair: z0 = (y0, y2), z1 = (y1, y3).
-  using W = typename L::Wide;
-  typename W::F32 z0, z1;
-  box_muller_finish_f32<W>(r, typename W::U32{x1, x3}, z0, z1);
-  y[0] = z0.lo;
-  y[1] = z1.lo;
-  y[2] = z0.hi;
-  y[3] = z1.hi;
-  for (int k = 0; k < 4; ++k) y[k] = L::fma(y[k], p.std, p.mean);
-}
-
 template <class L>
 FASTINIT_HD void block_f32(const NormalDist::Params<float>& p, typename L::U32 x0,
                            typename L::U32 x1, typename L::U32 x2, typename L::U32 x3,
                            typename L::F32 (&y)[4]) {
   if constexpr (HasWide<L>::value) {
-    normal_finish_f32<L>(p, normal_radius_f32<L>(x0, x2), x1, x3, y);
+    // Pairs (w0, w1) and (w2, w3) as one Box-Muller pair: z0 = (y0, y2), z1 = (y1, y3).
+    using W = typename L::Wide;
+    typename W::F32 z0, z1;
+    box_muller_f32<W>(typename W::U32{x0, x2}, typename W::U32{x1, x3}, z0, z1);
+    y[0] = z0.lo;
+    y[1] = z1.lo;
+    y[2] = z0.hi;
+    y[3] = z1.hi;
   } else {
     box_muller_f32<L>(x0, x1, y[0], y[1]);
     box_muller_f32<L>(x2, x3, y[2], y[3]);
-    for (int k = 0; k < 4; ++k) y[k] = L::fma(y[k], p.std, p.mean);
   }
+  for (int k = 0; k < 4; ++k) y[k] = L::fma(y[k], p.std, p.mean);
 }
 template <class L>
 FASTINIT_HD void block_f64(const NormalDist::Params<double>& p, typename L::U32 x0,

@@ -703,142 +703,18 @@ inline void group_words(const FillParams& P, const KS& ks, uint64_t block, typen
     philox_lanes<L>(block, P.key, P.stream, x0, x1, x2, x3);
 }
 
-// A group's 32-bit-class values (y: words 0-3 of its blocks, in lane order) written to dst in
-// logical order, rounded to T.
-template <class L, DType T>
-FASTINIT_ALWAYS_INLINE void store_values_32(typename L::F32 (&y)[4], void* dst, bool nt) {
-  using U32 = typename L::U32;
-  using F32 = typename L::F32;
-  char* d = static_cast<char*>(dst);
-  if constexpr (T == DType::F32) {
-#if FASTINIT_VEC_W == 8
-    if constexpr (L::W == 2 * FASTINIT_VEC_W) {
-      static_assert(lane_order_for<L, T>() == LaneOrder::kTranspose32);
-      // AVX2, lanes in kTranspose32 order: an in-lane 4x4 transpose of each half's word
-      // vectors gives [block 0 | block 1], [2 | 3], [4 | 5], [6 | 7] (8 in-lane shuffles per
-      // 32 elements; a transpose from block order took 4 more, cross-lane, plus 4 permutes
-      // in the packing).
-      for (int h = 0; h < 2; ++h) {
-        const __m256 w0 = reinterpret_cast<__m256>(h ? y[0].hi : y[0].lo);
-        const __m256 w1 = reinterpret_cast<__m256>(h ? y[1].hi : y[1].lo);
-        const __m256 w2 = reinterpret_cast<__m256>(h ? y[2].hi : y[2].lo);
-        const __m256 w3 = reinterpret_cast<__m256>(h ? y[3].hi : y[3].lo);
-        const __m256d t0 = _mm256_castps_pd(_mm256_unpacklo_ps(w0, w1));
-        const __m256d t1 = _mm256_castps_pd(_mm256_unpackhi_ps(w0, w1));
-        const __m256d t2 = _mm256_castps_pd(_mm256_unpacklo_ps(w2, w3));
-        const __m256d t3 = _mm256_castps_pd(_mm256_unpackhi_ps(w2, w3));
-        // (Four named stores: an array stored in a loop went through the stack.)
-        char* const q = d + h * 4 * sizeof(__m256);
-        L::store(q, _mm256_unpacklo_pd(t0, t2), nt);
-        L::store(q + sizeof(__m256), _mm256_unpackhi_pd(t0, t2), nt);
-        L::store(q + 2 * sizeof(__m256), _mm256_unpacklo_pd(t1, t3), nt);
-        L::store(q + 3 * sizeof(__m256), _mm256_unpackhi_pd(t1, t3), nt);
-      }
-      return;
-    }
-#endif
-    F32 t0, t1, t2, t3, o0, o1, o2, o3;
-    L::zip(y[0], y[2], t0, t1);
-    L::zip(y[1], y[3], t2, t3);
-    L::zip(t0, t2, o0, o1);
-    L::zip(t1, t3, o2, o3);
-    L::store(d, o0, nt);
-    L::store(d + sizeof(F32), o1, nt);
-    L::store(d + 2 * sizeof(F32), o2, nt);
-    L::store(d + 3 * sizeof(F32), o3, nt);
-  } else {
-    using U16 = typename L::U16;
-    U32 hb[4];  // the 16-bit results, one per 32-bit lane (below 2^16)
-    // Unrolled: as a loop, GCC kept y and hb on the stack (AVX2: 24 extra loads and stores
-    // per 64 elements).
-#pragma GCC unroll 4
-    for (int k = 0; k < 4; ++k)
-      hb[k] = T == DType::BF16 ? f32_to_bf16_bits<L>(y[k]) : f32_to_f16_bits<L>(y[k]);
-#if FASTINIT_VEC_W == 16
-    if constexpr (L::W == 16) {
-      // AVX-512BW: gather the 16-bit results of words (0, 1) and (2, 3) into halfword pairs,
-      // then interleave the pairs as 32-bit lanes: 4 permutes for 64 elements and two full
-      // stores, instead of 8 shuffles, 4 narrowing moves and 4 half-width stores.
-      const __m512i pair_idx = _mm512_set_epi16(
-          62, 30, 60, 28, 58, 26, 56, 24, 54, 22, 52, 20, 50, 18, 48, 16,
-          46, 14, 44, 12, 42, 10, 40, 8, 38, 6, 36, 4, 34, 2, 32, 0);
-      const __m512i a = _mm512_permutex2var_epi16(reinterpret_cast<__m512i>(hb[0]), pair_idx,
-                                                  reinterpret_cast<__m512i>(hb[1]));
-      const __m512i b = _mm512_permutex2var_epi16(reinterpret_cast<__m512i>(hb[2]), pair_idx,
-                                                  reinterpret_cast<__m512i>(hb[3]));
-      const __m512i lo_idx = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-      const __m512i hi_idx = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
-      const __m512i o0 = _mm512_permutex2var_epi32(a, lo_idx, b);
-      const __m512i o1 = _mm512_permutex2var_epi32(a, hi_idx, b);
-      L::store(d, o0, nt);
-      L::store(d + sizeof(o0), o1, nt);
-      return;
-    }
-#endif
-#if FASTINIT_VEC_W == 8
-    if constexpr (L::W == 2 * FASTINIT_VEC_W) {
-      static_assert(lane_order_for<L, T>() == LaneOrder::kPairs16);
-      // AVX2 (no 16-bit permutes): words 0 and 1 of a block become the low and high halves
-      // of one 32-bit lane by a shift and an or (the values are below 2^16), likewise words
-      // 2 and 3; with the lanes in kPairs16 order (blocks 0 1 4 5 | 2 3 6 7), one 32-bit
-      // unpack pair then gives blocks 0-3 and 4-7 in memory order: 6 operations and two
-      // full stores for 32 elements. (Per half of the pair: blocks 0..7, then 8..15.)
-      __m256i p01[2], p23[2];
-      if constexpr (T == DType::BF16) {
-        // bfloat16 rounds words 1 and 3 into their lanes' high halves already: a 16-bit blend
-        // takes them from there beside words 0 and 2 (one operation instead of a shift down,
-        // a shift up and an or; hb[1] and hb[3] are then dead code).
-        const U32 h1 = f32_to_bf16_bits_high<L>(y[1]), h3 = f32_to_bf16_bits_high<L>(y[3]);
-        const auto blend = [](VecLanes::U32 lo16, VecLanes::U32 hi16) {
-          return _mm256_blend_epi16(reinterpret_cast<__m256i>(lo16), reinterpret_cast<__m256i>(hi16), 0xAA);
-        };
-        p01[0] = blend(hb[0].lo, h1.lo);
-        p01[1] = blend(hb[0].hi, h1.hi);
-        p23[0] = blend(hb[2].lo, h3.lo);
-        p23[1] = blend(hb[2].hi, h3.hi);
-      } else {
-        const U32 p01u = hb[0] | (hb[1] << 16), p23u = hb[2] | (hb[3] << 16);
-        p01[0] = reinterpret_cast<__m256i>(p01u.lo);
-        p01[1] = reinterpret_cast<__m256i>(p01u.hi);
-        p23[0] = reinterpret_cast<__m256i>(p23u.lo);
-        p23[1] = reinterpret_cast<__m256i>(p23u.hi);
-      }
-      for (int h = 0; h < 2; ++h) {
-        const __m256i o0 = _mm256_unpacklo_epi32(p01[h], p23[h]);
-        const __m256i o1 = _mm256_unpackhi_epi32(p01[h], p23[h]);
-        L::store(d + h * 2 * sizeof(o0), o0, nt);
-        L::store(d + h * 2 * sizeof(o0) + sizeof(o0), o1, nt);
-      }
-      return;
-    }
-#endif
-    // Round in 32-bit lanes, interleave as 32-bit lanes (the fast float32 shuffle), and
-    // narrow each output vector to 16 bits only at the end.
-    F32 h[4];
-    for (int k = 0; k < 4; ++k) h[k] = L::from_bits(hb[k]);
-    F32 t0, t1, t2, t3, o[4];
-    L::zip(h[0], h[2], t0, t1);
-    L::zip(h[1], h[3], t2, t3);
-    L::zip(t0, t2, o[0], o[1]);
-    L::zip(t1, t3, o[2], o[3]);
-    for (int k = 0; k < 4; ++k) {
-      const U16 v = L::narrow16(L::bits(o[k]));
-      L::store(d + k * sizeof(U16), v, nt);
-    }
-  }
-}
-
 // One group = L::W consecutive Philox blocks = W * (4 or 2) consecutive elements, written to
 // dst in logical order, from the group's words. (always_inline: fill_range_typed calls it from
 // four places, and GCC then kept it out of line, passing the words through the stack.)
 template <class L, Dist D, DType T>
 FASTINIT_ALWAYS_INLINE void emit_words(const FillParams& P, typename L::U32 x0, typename L::U32 x1,
                                        typename L::U32 x2, typename L::U32 x3, void* dst, bool nt) {
+  using U32 = typename L::U32;
+  using F32 = typename L::F32;
   if constexpr (T == DType::F64) {
     char* d = static_cast<char*>(dst);
 #if defined(FASTINIT_X86_SIMD) || defined(FASTINIT_NEON_SIMD)
     if constexpr (L::W > 1) {
-      using U32 = typename L::U32;
       // float64 math runs on native-width vectors, L::W / LD::W pieces of the group's blocks
       // in turn: halves on AVX-512 and NEON, quarters on AVX2's paired lanes.
       using LD = CpuLanesD;
@@ -864,9 +740,125 @@ FASTINIT_ALWAYS_INLINE void emit_words(const FillParams& P, typename L::U32 x0, 
       L::store(d + sizeof(o0), o1, nt);
     }
   } else {
-    typename L::F32 y[4];
+    F32 y[4];
     block_y_f32<L, D>(P, x0, x1, x2, x3, y);
-    store_values_32<L, T>(y, dst, nt);
+    char* d = static_cast<char*>(dst);
+    if constexpr (T == DType::F32) {
+#if FASTINIT_VEC_W == 8
+      if constexpr (L::W == 2 * FASTINIT_VEC_W) {
+        static_assert(lane_order_for<L, T>() == LaneOrder::kTranspose32);
+        // AVX2, lanes in kTranspose32 order: an in-lane 4x4 transpose of each half's word
+        // vectors gives [block 0 | block 1], [2 | 3], [4 | 5], [6 | 7] (8 in-lane shuffles per
+        // 32 elements; a transpose from block order took 4 more, cross-lane, plus 4 permutes
+        // in the packing).
+        for (int h = 0; h < 2; ++h) {
+          const __m256 w0 = reinterpret_cast<__m256>(h ? y[0].hi : y[0].lo);
+          const __m256 w1 = reinterpret_cast<__m256>(h ? y[1].hi : y[1].lo);
+          const __m256 w2 = reinterpret_cast<__m256>(h ? y[2].hi : y[2].lo);
+          const __m256 w3 = reinterpret_cast<__m256>(h ? y[3].hi : y[3].lo);
+          const __m256d t0 = _mm256_castps_pd(_mm256_unpacklo_ps(w0, w1));
+          const __m256d t1 = _mm256_castps_pd(_mm256_unpackhi_ps(w0, w1));
+          const __m256d t2 = _mm256_castps_pd(_mm256_unpacklo_ps(w2, w3));
+          const __m256d t3 = _mm256_castps_pd(_mm256_unpackhi_ps(w2, w3));
+          // (Four named stores: an array stored in a loop went through the stack.)
+          char* const q = d + h * 4 * sizeof(__m256);
+          L::store(q, _mm256_unpacklo_pd(t0, t2), nt);
+          L::store(q + sizeof(__m256), _mm256_unpackhi_pd(t0, t2), nt);
+          L::store(q + 2 * sizeof(__m256), _mm256_unpacklo_pd(t1, t3), nt);
+          L::store(q + 3 * sizeof(__m256), _mm256_unpackhi_pd(t1, t3), nt);
+        }
+        return;
+      }
+#endif
+      F32 t0, t1, t2, t3, o0, o1, o2, o3;
+      L::zip(y[0], y[2], t0, t1);
+      L::zip(y[1], y[3], t2, t3);
+      L::zip(t0, t2, o0, o1);
+      L::zip(t1, t3, o2, o3);
+      L::store(d, o0, nt);
+      L::store(d + sizeof(F32), o1, nt);
+      L::store(d + 2 * sizeof(F32), o2, nt);
+      L::store(d + 3 * sizeof(F32), o3, nt);
+    } else {
+      using U16 = typename L::U16;
+      U32 hb[4];  // the 16-bit results, one per 32-bit lane (below 2^16)
+      // Unrolled: as a loop, GCC kept y and hb on the stack (AVX2: 24 extra loads and stores
+      // per 64 elements).
+#pragma GCC unroll 4
+      for (int k = 0; k < 4; ++k)
+        hb[k] = T == DType::BF16 ? f32_to_bf16_bits<L>(y[k]) : f32_to_f16_bits<L>(y[k]);
+#if FASTINIT_VEC_W == 16
+      if constexpr (L::W == 16) {
+        // AVX-512BW: gather the 16-bit results of words (0, 1) and (2, 3) into halfword pairs,
+        // then interleave the pairs as 32-bit lanes: 4 permutes for 64 elements and two full
+        // stores, instead of 8 shuffles, 4 narrowing moves and 4 half-width stores.
+        const __m512i pair_idx = _mm512_set_epi16(
+            62, 30, 60, 28, 58, 26, 56, 24, 54, 22, 52, 20, 50, 18, 48, 16,
+            46, 14, 44, 12, 42, 10, 40, 8, 38, 6, 36, 4, 34, 2, 32, 0);
+        const __m512i a = _mm512_permutex2var_epi16(reinterpret_cast<__m512i>(hb[0]), pair_idx,
+                                                    reinterpret_cast<__m512i>(hb[1]));
+        const __m512i b = _mm512_permutex2var_epi16(reinterpret_cast<__m512i>(hb[2]), pair_idx,
+                                                    reinterpret_cast<__m512i>(hb[3]));
+        const __m512i lo_idx = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+        const __m512i hi_idx = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+        const __m512i o0 = _mm512_permutex2var_epi32(a, lo_idx, b);
+        const __m512i o1 = _mm512_permutex2var_epi32(a, hi_idx, b);
+        L::store(d, o0, nt);
+        L::store(d + sizeof(o0), o1, nt);
+        return;
+      }
+#endif
+#if FASTINIT_VEC_W == 8
+      if constexpr (L::W == 2 * FASTINIT_VEC_W) {
+        static_assert(lane_order_for<L, T>() == LaneOrder::kPairs16);
+        // AVX2 (no 16-bit permutes): words 0 and 1 of a block become the low and high halves
+        // of one 32-bit lane by a shift and an or (the values are below 2^16), likewise words
+        // 2 and 3; with the lanes in kPairs16 order (blocks 0 1 4 5 | 2 3 6 7), one 32-bit
+        // unpack pair then gives blocks 0-3 and 4-7 in memory order: 6 operations and two
+        // full stores for 32 elements. (Per half of the pair: blocks 0..7, then 8..15.)
+        __m256i p01[2], p23[2];
+        if constexpr (T == DType::BF16) {
+          // bfloat16 rounds words 1 and 3 into their lanes' high halves already: a 16-bit blend
+          // takes them from there beside words 0 and 2 (one operation instead of a shift down,
+          // a shift up and an or; hb[1] and hb[3] are then dead code).
+          const U32 h1 = f32_to_bf16_bits_high<L>(y[1]), h3 = f32_to_bf16_bits_high<L>(y[3]);
+          const auto blend = [](VecLanes::U32 lo16, VecLanes::U32 hi16) {
+            return _mm256_blend_epi16(reinterpret_cast<__m256i>(lo16), reinterpret_cast<__m256i>(hi16), 0xAA);
+          };
+          p01[0] = blend(hb[0].lo, h1.lo);
+          p01[1] = blend(hb[0].hi, h1.hi);
+          p23[0] = blend(hb[2].lo, h3.lo);
+          p23[1] = blend(hb[2].hi, h3.hi);
+        } else {
+          const U32 p01u = hb[0] | (hb[1] << 16), p23u = hb[2] | (hb[3] << 16);
+          p01[0] = reinterpret_cast<__m256i>(p01u.lo);
+          p01[1] = reinterpret_cast<__m256i>(p01u.hi);
+          p23[0] = reinterpret_cast<__m256i>(p23u.lo);
+          p23[1] = reinterpret_cast<__m256i>(p23u.hi);
+        }
+        for (int h = 0; h < 2; ++h) {
+          const __m256i o0 = _mm256_unpacklo_epi32(p01[h], p23[h]);
+          const __m256i o1 = _mm256_unpackhi_epi32(p01[h], p23[h]);
+          L::store(d + h * 2 * sizeof(o0), o0, nt);
+          L::store(d + h * 2 * sizeof(o0) + sizeof(o0), o1, nt);
+        }
+        return;
+      }
+#endif
+      // Round in 32-bit lanes, interleave as 32-bit lanes (the fast float32 shuffle), and
+      // narrow each output vector to 16 bits only at the end.
+      F32 h[4];
+      for (int k = 0; k < 4; ++k) h[k] = L::from_bits(hb[k]);
+      F32 t0, t1, t2, t3, o[4];
+      L::zip(h[0], h[2], t0, t1);
+      L::zip(h[1], h[3], t2, t3);
+      L::zip(t0, t2, o[0], o[1]);
+      L::zip(t1, t3, o[2], o[3]);
+      for (int k = 0; k < 4; ++k) {
+        const U16 v = L::narrow16(L::bits(o[k]));
+        L::store(d + k * sizeof(U16), v, nt);
+      }
+    }
   }
 }
 
@@ -937,13 +929,6 @@ void fill_range_typed(const FillParams& P, void* out, int64_t i0, int64_t n, boo
   using U32 = typename L::U32;
   // The groups in order; words(block, x0..x3) gives each group's words, in memory order when
   // `ordered` (std::true_type: emit_group writes them with emit_ordered_f32).
-  // The part of group g inside [i0, end), from its elements in tmp.
-  const auto put_partial = [&](int64_t g) {
-    const int64_t s = g * G;
-    const int64_t a = s > i0 ? s : i0;
-    const int64_t b = s <= end - G ? s + G : end;
-    std::memcpy(o + (a - i0) * isz, tmp + (a - s) * isz, static_cast<size_t>((b - a) * isz));
-  };
   const auto groups = [&](auto&& words, auto ordered) {
     constexpr bool kOrdered = decltype(ordered)::value;
     for (int64_t g = i0 / G; g <= g_last; ++g) {
@@ -956,7 +941,9 @@ void fill_range_typed(const FillParams& P, void* out, int64_t i0, int64_t n, boo
         emit_group<L, D, T, kOrdered>(P, x0, x1, x2, x3, o + (s - i0) * isz, nt);
       } else {
         emit_group<L, D, T, kOrdered>(P, x0, x1, x2, x3, tmp, false);
-        put_partial(g);
+        const int64_t a = s > i0 ? s : i0;
+        const int64_t b = ends_inside ? s + G : end;
+        std::memcpy(o + (a - i0) * isz, tmp + (a - s) * isz, static_cast<size_t>((b - a) * isz));
       }
     }
   };
@@ -972,41 +959,6 @@ void fill_range_typed(const FillParams& P, void* out, int64_t i0, int64_t n, boo
     using Ahead = PhiloxAhead<lane_order_for<L, T>(), kOrdered>;
     if (g_last - i0 / G + 1 >= Ahead::kMinGroups) {
       Ahead ahead(static_cast<uint64_t>(i0 / G) * L::W, ks);
-      if constexpr (D == Dist::Normal && T == DType::F32) {
-        // float32 normal_: the next group's radius (Box-Muller's longer chain: logarithm,
-        // square root) before this group's angle and values, so the out-of-order core overlaps
-        // the two: 0.93-0.94x the time on Zen 3. (Not for 16-bit output, whose longer store
-        // path left the carried radius and angle words no registers: 0.98-1.05x.)
-        const auto& np = params_of(DistTag<Dist::Normal>{}, P.f);
-        U32 x0, x1, x2, x3;
-        ahead.next(x0, x1, x2, x3);
-        auto r = normal_radius_f32<L>(x0, x2);
-        U32 a1 = x1, a3 = x3;
-        for (int64_t g = i0 / G; g <= g_last; ++g) {
-          auto r_next = r;
-          U32 n1 = a1, n3 = a3;
-          if (g < g_last) {
-            ahead.next(x0, x1, x2, x3);
-            r_next = normal_radius_f32<L>(x0, x2);
-            n1 = x1;
-            n3 = x3;
-          }
-          typename L::F32 y[4];
-          normal_finish_f32<L>(np, r, a1, a3, y);
-          const int64_t s = g * G;
-          if (s >= i0 && s <= end - G) {
-            store_values_32<L, T>(y, o + (s - i0) * isz, nt);
-          } else {
-            store_values_32<L, T>(y, tmp, false);
-            put_partial(g);
-          }
-          r = r_next;
-          a1 = n1;
-          a3 = n3;
-        }
-        if (nt) L::store_fence();
-        return;
-      }
       groups(
           [&](uint64_t, U32& x0, U32& x1, U32& x2, U32& x3) {
             if constexpr (kOrdered)

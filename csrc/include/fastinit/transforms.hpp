@@ -180,23 +180,16 @@ FASTINIT_HD void sincos_quarter_f64(typename L::F64 x, typename L::F64& s, typen
 // polynomials on a short interval with no range reduction, and needs no libm.
 
 template <class L>
-FASTINIT_HD typename L::F32 box_muller_radius_f32(typename L::U32 wr) {
+FASTINIT_HD void box_muller_f32(typename L::U32 wr, typename L::U32 wa, typename L::F32& z0,
+                                typename L::F32& z1) {
+  using U32 = typename L::U32;
   using F32 = typename L::F32;
   // Radius: u in (0, 1] with 31 bits, so the smallest u is 2^-32 and |z| reaches 6.66 sigma.
   // Fused: the product is exact (a power of two), so the fma rounds exactly as the add would.
   const F32 u = L::fma(L::cvt_f32(L::as_i32(wr >> 1)), 0x1p-31f, 0x1p-32f);
   // -2 ln(u), the -2 folded into the logarithm's constants (the same bits, one multiply fewer
   // on the longest dependency chain).
-  return L::sqrt(log_f32<L, 0, -2>(u));
-}
-
-// The rest of Box-Muller from the radius r of word wr (box_muller_radius_f32) and the angle
-// word wa. (Two functions so that a pipelined caller can start the next radius, the longer
-// chain, before this angle: the same operations either way.)
-template <class L>
-FASTINIT_HD void box_muller_finish_f32(typename L::F32 r, typename L::U32 wa, typename L::F32& z0,
-                                       typename L::F32& z1) {
-  using F32 = typename L::F32;
+  const F32 r = L::sqrt(log_f32<L, 0, -2>(u));
   // Angle in (0, pi/4): 23 bits, offset by half a step.
   // (i + 1/2) * c, fused as i * c + c/2: i + 1/2 is exact and so is c/2 (a power of two
   // times c), so the one rounding applies to the same exact value.
@@ -211,12 +204,7 @@ FASTINIT_HD void box_muller_finish_f32(typename L::F32 r, typename L::U32 wa, ty
   const F32 y = L::sel(swap, c, s);
   z0 = L::from_bits(L::bits(r * x) ^ (wa << 31));  // bit 0 of wa as the sign
   z1 = L::from_bits(L::bits(r * y) ^ ((wa & 2u) << 30));
-}
-
-template <class L>
-FASTINIT_HD void box_muller_f32(typename L::U32 wr, typename L::U32 wa, typename L::F32& z0,
-                                typename L::F32& z1) {
-  box_muller_finish_f32<L>(box_muller_radius_f32<L>(wr), wa, z0, z1);
+  (void)sizeof(U32);
 }
 
 template <class L>
