@@ -16,7 +16,9 @@ cd "$(dirname "$0")/.."
 rounds="${1:-31}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-f=(-std=c++17 -O2 -ffp-contract=off -fno-fast-math -fno-math-errno -w -Icsrc/include)
+# -O3 as the package builds (CMake's Release): a change measured at -O2 once read 0.93x there and
+# 1.08x at -O3.
+f=(-std=c++17 -O3 -ffp-contract=off -fno-fast-math -fno-math-errno -w -Icsrc/include)
 g++ "${f[@]}" -DFASTINIT_ISA=scalar -DFASTINIT_ISA_SCALAR=1 -c csrc/kernels_isa.cpp -o "$work/scalar.o" &
 g++ "${f[@]}" -mavx2 -mfma -mf16c -mbmi2 -DFASTINIT_ISA=avx2 -DFASTINIT_ISA_AVX2=1 \
   -c csrc/kernels_isa.cpp -o "$work/avx2.o" &
