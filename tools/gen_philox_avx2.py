@@ -116,16 +116,10 @@ def body(same_hi: bool, ordered: bool = False) -> list[str]:
     def round2_same_hi(j: int) -> list[str]:
         """Round 2 after a same-hi restart: word 3 is lo(M0 * X0), the same for every block,
         so its xor with round 2's key comes precomputed (E2) and replaces the register."""
-        return [
-            f"vpmuludq {M1}(%[ctx]), {reg(j, 2)}, {reg(j, 2)}",
-            f"vpmuludq {M0}(%[ctx]), {reg(j, 0)}, {reg(j, 0)}",
-            f"vpxor {64 * 2}(%[k]), {reg(j, 1)}, {reg(j, 1)}",
-            "",
-            f"vpshufd $0xf5, {reg(j, 2)}, %[t0]",
-            f"vpxor %[t0], {reg(j, 1)}, {reg(j, 1)}",
-            f"vpshufd $0xf5, {reg(j, 0)}, %[t1]",
-            f"vpxor {E2}(%[ctx]), %[t1], {reg(j, 3)}",
-        ]
+        ops = full_round(j, 2)
+        ops[3] = ""  # no key xor of word 3
+        ops[7] = f"vpxor {E2}(%[ctx]), %[t1], {reg(j, 3)}"
+        return ops
 
     def final_round_ordered(j: int) -> list[str]:
         """Round 9 of set j, its words left in memory order: [w0 w1] of each block as one 64-bit
@@ -133,15 +127,14 @@ def body(same_hi: bool, ordered: bool = False) -> list[str]:
         blend keeps it beside w0), likewise [w2 w3], then a 64-bit unpack pair gives two
         blocks' four words per 128-bit half. With the blocks in lanes 0 2 1 3 (kTranspose32)
         that is blocks 0-1 in the register of word 0 and 2-3 in that of word 2, as float32
-        elements lie in memory: 12 operations where the plain round, the
-        packing and the 4x4 transposes take 14 (8 of them shuffles against 4, and shuffles
-        have two of Zen 3's four vector pipes)."""
+        elements lie in memory: 12 operations where the plain round, the packing and the 4x4
+        transposes take 14 (8 of them shuffles against 4, and shuffles have two of Zen 3's four
+        vector pipes)."""
         w = [reg(j, k) for k in range(4)]
+        # The multiplies and key xors of the plain round, then its shuffle-xor pairs with the
+        # halves swapped and blended, and the unpacks.
         return [
-            f"vpmuludq {M1}(%[ctx]), {w[2]}, {w[2]}",
-            f"vpmuludq {M0}(%[ctx]), {w[0]}, {w[0]}",
-            f"vpxor {64 * 9}(%[k]), {w[1]}, {w[1]}",
-            f"vpxor {64 * 9 + 32}(%[k]), {w[3]}, {w[3]}",
+            *full_round(j, 9)[:4],
             f"vpshufd $0xb1, {w[2]}, %[t0]",
             f"vpxor %[t0], {w[1]}, {w[1]}",
             f"vpblendd $0xaa, %[t0], {w[1]}, {w[1]}",
