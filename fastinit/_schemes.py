@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -775,28 +775,98 @@ def sparse_pattern_stream(stream: int) -> int:
     return stream ^ _SPARSE_PATTERN_STREAM_BIT
 
 
+def _rank_keys(
+    rows: int, col: int, ncols: int, row_start: int, row_stop: int, key: int, stream: int
+) -> np.ndarray:
+    """Rank keys of rows ``[row_start, row_stop)`` of columns ``[col, col + ncols)``.
+
+    Shape ``(ncols, row_stop - row_start)``, uint64. Several columns only with every row (a
+    column is one contiguous run of the pattern stream, a row range of it too).
+    """
+    n = row_stop - row_start
+    # Rank key of element (i, j): 64 bits from words 2k (high) and 2k+1 (low) of the pattern
+    # stream, k = j * rows + i (column-major: a column is one contiguous run of the stream),
+    # with the low bits replaced by the row index, so keys are distinct and ties cannot depend
+    # on anything but (i, j).
+    words = _fills.random_words(2 * n * ncols, key, stream, offset=2 * (rows * col + row_start))
+    words = words.reshape(ncols, n, 2)
+    # In place after the one widening copy: a key array and the words are the only temporaries
+    # of this size (the budget of sparse_'s pattern pass counts them).
+    keys = words[..., 0].astype(np.uint64)
+    keys <<= np.uint64(32)
+    keys |= words[..., 1]
+    del words
+    keys &= ~_row_mask(rows)
+    keys |= np.arange(row_start, row_stop, dtype=np.uint64)
+    return keys
+
+
+def _row_mask(rows: int) -> np.uint64:
+    return np.uint64((1 << max((rows - 1).bit_length(), 1)) - 1)
+
+
 def sparse_zero_rows(
     rows: int, num_zeros: int, col_start: int, col_stop: int, key: int, stream: int
 ) -> np.ndarray:
     """Rows of the zeros of columns ``[col_start, col_stop)``; shape ``(ncols, num_zeros)``.
 
     ``stream`` is the pattern stream (:func:`sparse_pattern_stream`). The rows of each column
-    come unsorted.
+    come unsorted. Holds every key of the columns at once: for columns of at most
+    ``_SPARSE_CHUNK_KEYS`` rows (taller ones go through :func:`sparse_zero_threshold`).
     """
-    ncols = col_stop - col_start
-    # Rank key of element (i, j): 64 bits from words 2k (high) and 2k+1 (low) of the pattern
-    # stream, k = j * rows + i (column-major: a column is one contiguous run of the stream),
-    # with the low bits replaced by the row index, so keys are distinct and ties cannot depend
-    # on anything but (i, j).
-    words = _fills.random_words(2 * rows * ncols, key, stream, offset=2 * rows * col_start)
-    words = words.astype(np.uint64).reshape(ncols, rows, 2)
-    keys = (words[..., 0] << np.uint64(32)) | words[..., 1]
-    row_mask = np.uint64((1 << max((rows - 1).bit_length(), 1)) - 1)
-    keys &= ~row_mask
-    keys |= np.arange(rows, dtype=np.uint64)
+    keys = _rank_keys(rows, col_start, col_stop - col_start, 0, rows, key, stream)
     if num_zeros < rows:
         keys = np.partition(keys, num_zeros - 1, axis=1)[:, :num_zeros]
-    return (keys & row_mask).astype(np.int64)
+    return (keys & _row_mask(rows)).astype(np.int64)
+
+
+def sparse_zero_threshold(
+    rows: int,
+    num_zeros: int,
+    col: int,
+    key: int,
+    stream: int,
+    *,
+    chunk: int = _SPARSE_CHUNK_KEYS,
+    digit_bits: int = 16,
+) -> int:
+    """The ``num_zeros``-th smallest rank key of column ``col`` (``1 <= num_zeros <= rows``).
+
+    The zeros of the column are the rows whose key is at most this threshold (keys are
+    distinct), the same rows :func:`sparse_zero_rows` gives. Memory is bounded by ``chunk``
+    keys whatever ``rows`` is: a radix selection regenerates the column's keys in runs of
+    ``chunk`` rows, counts the candidates' next ``digit_bits`` bits in each pass and keeps the
+    bucket that holds the wanted rank, until at most ``chunk`` candidates remain, which one
+    last pass collects and partitions. Random keys leave about ``rows / 2**digit_bits``
+    candidates after the first pass, so a column takes two passes up to 2**37 rows.
+    """
+    if not 1 <= num_zeros <= rows:
+        raise ValueError(f"num_zeros must be in [1, {rows}], got {num_zeros}")
+    rank = num_zeros - 1  # 0-based rank among the remaining candidates
+    shift, prefix, count = 64, 0, rows  # candidates: keys whose bits from `shift` up are prefix
+
+    def candidates() -> Iterator[np.ndarray]:
+        for start in range(0, rows, chunk):
+            keys = _rank_keys(rows, col, 1, start, min(start + chunk, rows), key, stream)[0]
+            yield keys if shift == 64 else keys[(keys >> np.uint64(shift)) == np.uint64(prefix)]
+
+    while count > chunk:
+        width = min(digit_bits, shift)
+        digit_mask = np.uint64((1 << width) - 1)
+        hist = np.zeros(1 << digit_bits, np.int64)
+        for keys in candidates():
+            hist += np.bincount(
+                ((keys >> np.uint64(shift - width)) & digit_mask).astype(np.intp),
+                minlength=1 << digit_bits,
+            )
+        below = np.cumsum(hist)
+        digit = int(np.searchsorted(below, rank, side="right"))
+        rank -= int(below[digit - 1]) if digit else 0
+        count = int(hist[digit])
+        shift -= width
+        prefix = (prefix << width) | digit
+    found = np.concatenate(list(candidates()))
+    return int(np.partition(found, rank)[rank])
 
 
 def sparse_(
@@ -847,8 +917,10 @@ def sparse_(
     Notes
     -----
     The pattern pass does ``O(rows)`` work per column of the shard (over every row of the
-    column, not only the shard's) in NumPy, holding at most ~64 MiB of keys at a time; it is
-    far slower per element than the fills, as torch's ``sparse_`` is.
+    column, not only the shard's) in NumPy, holding at most ``2**21`` keys (~64 MiB with their
+    temporaries) at a time whatever the shape: columns of more than ``2**21`` rows go through
+    a radix selection of their threshold key (:func:`sparse_zero_threshold`), which reads
+    the column twice. It is far slower per element than the fills, as torch's ``sparse_`` is.
     """
     shape = _target_shape(x, global_shape)
     if len(shape) != 2:
@@ -876,16 +948,39 @@ def sparse_(
         r0, c0 = (0, 0) if global_offset is None else (int(global_offset[0]), int(global_offset[1]))
         r1, c1 = r0 + local[0], c0 + local[1]
         pattern = sparse_pattern_stream(stream)
-        chunk = max(1, _SPARSE_CHUNK_KEYS // rows)
-        for start in range(c0, c1, chunk):
-            stop = min(start + chunk, c1)
-            zero_rows = sparse_zero_rows(rows, num_zeros, start, stop, key, pattern)
-            col = np.arange(start, stop, dtype=np.int64)[:, None]
-            inside = (zero_rows >= r0) & (zero_rows < r1)
-            flat = (zero_rows * cols + col)[inside]
+
+        def zero(flat: np.ndarray) -> None:
             _fills.scatter_constant_(
                 x, 0.0, flat, global_shape=global_shape, global_offset=global_offset
             )
+
+        budget = _SPARSE_CHUNK_KEYS
+        if rows <= budget:
+            # Whole columns, as many at a time as the budget holds.
+            step = budget // rows
+            for start in range(c0, c1, step):
+                stop = min(start + step, c1)
+                zero_rows = sparse_zero_rows(rows, num_zeros, start, stop, key, pattern)
+                col = np.arange(start, stop, dtype=np.int64)[:, None]
+                inside = (zero_rows >= r0) & (zero_rows < r1)
+                zero((zero_rows * cols + col)[inside])
+            return
+        # Taller columns: each column's threshold key by a bounded radix selection, then the
+        # shard's rows whose keys are at most the threshold, in runs of `budget` rows.
+        for j in range(c0, c1):
+            threshold = (
+                sparse_zero_threshold(rows, num_zeros, j, key, pattern, chunk=budget)
+                if num_zeros < rows
+                else None
+            )
+            for start in range(r0, r1, budget):
+                stop = min(start + budget, r1)
+                if threshold is None:
+                    zero_rows = np.arange(start, stop, dtype=np.int64)
+                else:
+                    keys = _rank_keys(rows, j, 1, start, stop, key, pattern)[0]
+                    zero_rows = np.flatnonzero(keys <= np.uint64(threshold)) + start
+                zero(zero_rows * cols + j)
 
     run_seeded(seed, write)
     return x

@@ -476,6 +476,58 @@ def test_sparse_pattern_is_frozen() -> None:
 GOLDEN_SPARSE_ROWS = [[0, 6, 9], [5, 7, 9], [1, 3, 8], [0, 6, 7]]
 
 
+@pytest.mark.parametrize("rows", [1, 2, 3, 17, 1000, 4097])
+@pytest.mark.parametrize(("chunk", "digit_bits"), [(1, 4), (3, 2), (7, 16), (64, 1), (1 << 21, 16)])
+def test_sparse_threshold_is_the_ranked_key(rows: int, chunk: int, digit_bits: int) -> None:
+    # The bounded radix selection gives the num_zeros-th smallest key exactly, whatever run
+    # length and digit width (small ones force many histogram passes and candidate runs).
+    stream = _schemes.sparse_pattern_stream(7)
+    ranked = np.sort(_schemes._rank_keys(rows, 3, 1, 0, rows, 99, stream)[0])
+    for num_zeros in sorted({1, max(rows // 2, 1), max(rows - 1, 1), rows}):
+        threshold = _schemes.sparse_zero_threshold(
+            rows, num_zeros, 3, 99, stream, chunk=chunk, digit_bits=digit_bits
+        )
+        assert threshold == int(ranked[num_zeros - 1])
+
+
+@pytest.mark.parametrize("sparsity", [0.37, 1.0, 0.001])
+def test_sparse_tall_columns_take_the_same_pattern(
+    monkeypatch: pytest.MonkeyPatch, sparsity: float
+) -> None:
+    # Columns taller than the key budget go through the threshold path: the same matrix, whole
+    # and as shards (rows split across runs of the budget, offset into the global matrix).
+    ref = fastinit.sparse_(np.empty((300, 20)), sparsity, seed=3)
+    monkeypatch.setattr(_schemes, "_SPARSE_CHUNK_KEYS", 50)
+    assert np.array_equal(fastinit.sparse_(np.empty((300, 20)), sparsity, seed=3), ref)
+    for (r0, r1), (c0, c1) in [((101, 171), (9, 15)), ((0, 300), (19, 20)), ((299, 300), (0, 20))]:
+        shard = np.empty((r1 - r0, c1 - c0))
+        fastinit.sparse_(shard, sparsity, seed=3, global_shape=(300, 20), global_offset=(r0, c0))
+        assert np.array_equal(shard, ref[r0:r1, c0:c1])
+
+
+def test_sparse_pattern_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A tiny shard of a matrix with 2^22 rows: the pattern pass held every key of a column
+    # (~146 MiB here) before; now at most a budget's worth (2^16 keys, ~0.5 MiB, here).
+    import tracemalloc
+
+    monkeypatch.setattr(_schemes, "_SPARSE_CHUNK_KEYS", 1 << 16)
+    rows = 1 << 22
+    x = np.empty((3, 2), np.float32)
+    tracemalloc.start()
+    try:
+        fastinit.sparse_(x, 0.5, seed=1, global_shape=(rows, 3), global_offset=(rows - 3, 1))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20
+    # The zeros are the rows whose keys rank below ceil(rows / 2) in their column.
+    stream = _schemes.sparse_pattern_stream(0)
+    for j in (1, 2):
+        t = _schemes.sparse_zero_threshold(rows, rows // 2, j, 1, stream, chunk=1 << 16)
+        keys = _schemes._rank_keys(rows, j, 1, rows - 3, rows, 1, stream)[0]
+        assert np.array_equal(x[:, j - 1] == 0, keys <= t)
+
+
 def test_sparse_pattern_follows_the_stream() -> None:
     g = fastinit.Generator(5)
     a = fastinit.sparse_(np.empty((30, 30)), 0.5, seed=g)
