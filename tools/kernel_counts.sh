@@ -3,7 +3,9 @@
 # (tests/native/kernel_count.cpp):
 #   1. dynamic instructions per element of the AVX2 (and scalar) kernels under
 #      valgrind --tool=callgrind (repeatable on a loaded machine; valgrind cannot run AVX-512);
-#   2. `kernel_count ratio avx2 avx512` (or avx2 scalar on a CPU without AVX-512): both sets
+#   2. vector ALU operations per element, AVX2 executed and AVX-512 static, and the AVX2 / AVX-512
+#      time ratio they bound on each kind of core (tools/op_mix.py);
+#   3. `kernel_count ratio avx2 avx512` (or avx2 scalar on a CPU without AVX-512): both sets
 #      alternated in one process on a 32768-element (cache-resident) buffer, one thread, medians.
 # (Static per-group counts went with the group function: the AVX2 words now come from generated
 # assembly, whose schedule tools/gen_philox_avx2.py states: 8 vector operations per round of
@@ -28,7 +30,8 @@ wait
 have=(-DFASTINIT_HAVE_AVX2=1 -DFASTINIT_HAVE_AVX512=1)
 g++ "${f[@]}" "${have[@]}" -DFASTINIT_COMPILED_ISAS='"scalar,avx2,avx512,"' -c csrc/dispatch.cpp -o "$work/dispatch.o"
 g++ "${f[@]}" -fopenmp -c csrc/fill.cpp -o "$work/fill.o"
-g++ "${f[@]}" "${have[@]}" -fopenmp tests/native/kernel_count.cpp "$work"/{scalar,avx2,avx512,dispatch,fill}.o -o "$work/kc"
+# -no-pie: fixed addresses, so op_mix.py can match callgrind's instruction counts to objdump's.
+g++ "${f[@]}" "${have[@]}" -fopenmp -no-pie tests/native/kernel_count.cpp "$work"/{scalar,avx2,avx512,dispatch,fill}.o -o "$work/kc"
 
 if [[ "${SKIP_CALLGRIND:-0}" == 0 ]] && command -v valgrind >/dev/null; then
   echo "== dynamic instructions per element (callgrind; difference of 3 and 1 fills of 65536)"
@@ -43,6 +46,11 @@ if [[ "${SKIP_CALLGRIND:-0}" == 0 ]] && command -v valgrind >/dev/null; then
       done
     done
   done
+fi
+
+if [[ "${SKIP_CALLGRIND:-0}" == 0 ]] && command -v valgrind >/dev/null && command -v objdump >/dev/null; then
+  echo "== operation mix: AVX2 against AVX-512 (tools/op_mix.py)"
+  python3 tools/op_mix.py "$work/kc" "$work/avx512.o"
 fi
 
 # The best set against AVX2 where the CPU has AVX-512 (the ratio), else AVX2 against scalar.

@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Vector operations per element of the AVX2 and AVX-512 kernels, and the AVX2 / AVX-512 time
+ratio they imply on each kind of core (tools/kernel_counts.sh runs this).
+
+AVX2: executed counts (valgrind --tool=callgrind --dump-instr=yes on kernel_count, the
+difference of 3 and 1 fills, so setup cancels), which follow the generated Philox pipeline and
+the transforms' branches as they run. AVX-512: valgrind cannot run it and this machine may lack
+it, so the count is static: the innermost loop of each kernel's group (the loop with the most
+vpmuludq), 64 elements per iteration; for trunc_normal_ it includes the inverse CDF's tail,
+which the bench's interval never takes (the AVX-512 count is then high, the ratio low).
+
+"Vector ALU" counts every vector instruction but moves, loads, stores and broadcasts (those use
+the load/store pipes). The implied ratios assume throughput-bound code that keeps every vector
+pipe busy: Zen 5 issues a 512-bit operation at the rate of a 256-bit one (ratio = the op-count
+ratio), Intel's server cores issue 256-bit operations on three ports and 512-bit ones on two
+(x 2/3), Zen 4 splits a 512-bit operation into two 256-bit halves (x 1/2). Bounds, not
+measurements.
+
+Usage: tools/op_mix.py KERNEL_COUNT_BINARY AVX512_OBJECT
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+N = 65536
+CASES = [(op, dt) for op in ("uniform", "normal", "trunc_normal") for dt in ("f32", "bf16")]
+DIST = {"uniform": 0, "normal": 1, "trunc_normal": 2}
+DTYPE = {"f32": 0, "bf16": 3}
+NOT_ALU = re.compile(r"v(p?broadcast|mov|zeroupper)")
+
+
+def disassembly(path: str) -> str:
+    return subprocess.run(
+        ["objdump", "-d", "--no-show-raw-insn", path], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def instructions(text: str) -> list[tuple[int, str, str]]:
+    out = []
+    for line in text.split("\n"):
+        m = re.match(r"\s*([0-9a-f]+):\s+(\S+)\s*(.*)", line)
+        if m:
+            out.append((int(m.group(1), 16), m.group(2), m.group(3)))
+    return out
+
+
+def vector_alu(mnemonics: collections.Counter[str]) -> int:
+    return sum(n for k, n in mnemonics.items() if k.startswith("v") and not NOT_ALU.match(k))
+
+
+def executed(binary: str, case: tuple[str, str], reps: int) -> collections.Counter[int]:
+    """Executed count per instruction address (callgrind's instr positions, calls skipped)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "cg"
+        callgrind = ["valgrind", "--tool=callgrind", "--dump-instr=yes"]
+        subprocess.run(
+            [*callgrind, f"--callgrind-out-file={out}", binary, "avx2", *case, str(N), str(reps)],
+            capture_output=True,
+            check=True,
+        )
+        counts: collections.Counter[int] = collections.Counter()
+        addr, skip = 0, False
+        for line in out.read_text().split("\n"):
+            if line.startswith(("calls=", "jump=", "jcnd=")):
+                skip = line.startswith("calls=")  # the next line is the call's inclusive cost
+                continue
+            m = re.match(r"^(0x[0-9a-f]+|[+-]\d+|\*)\s+\S+\s+(\d+)$", line)
+            if not m:
+                continue
+            pos = m.group(1)
+            if pos.startswith("0x"):
+                addr = int(pos, 16)
+            elif pos != "*":
+                addr += int(pos)
+            if skip:
+                skip = False
+            else:
+                counts[addr] += int(m.group(2))
+        return counts
+
+
+def avx2_alu(binary: str, case: tuple[str, str], names: dict[int, str]) -> float:
+    one, three = executed(binary, case, 1), executed(binary, case, 3)
+    mix: collections.Counter[str] = collections.Counter()
+    for addr in three:
+        if three[addr] > one[addr]:
+            mix[names.get(addr, "?")] += three[addr] - one[addr]
+    return vector_alu(mix) / (2 * N)
+
+
+def avx512_alu(text: str, case: tuple[str, str]) -> float:
+    op, dt = case
+    pat = re.compile(
+        rf"fill_range_typedINS0_8VecLanesELNS_4DistE{DIST[op]}ELNS_5DTypeE{DTYPE[dt]}E"
+    )
+    for func in re.split(r"\n(?=[0-9a-f]+ <)", text):
+        if not pat.search(func.split("\n", 1)[0]):
+            continue
+        ins = instructions(func)
+        index = {a: i for i, (a, _, _) in enumerate(ins)}
+        best: tuple[int, int, list[str]] | None = None
+        for i, (a, name, arg) in enumerate(ins):
+            m = re.match(r"([0-9a-f]+)", arg)
+            if name.startswith("j") and m and int(m.group(1), 16) < a:
+                body = [x[1] for x in ins[index.get(int(m.group(1), 16), i) : i + 1]]
+                key = (body.count("vpmuludq"), -len(body))
+                if best is None or key > best[:2]:
+                    best = (*key, body)
+        if best is not None and best[0] == 38:  # two sets of eight blocks: 64 elements
+            return vector_alu(collections.Counter(best[2])) / 64
+    raise SystemExit(f"op_mix: no 64-element AVX-512 group loop found for {op} {dt}")
+
+
+def main() -> None:
+    binary, avx512_object = sys.argv[1:3]
+    names = {a: name for a, name, _ in instructions(disassembly(binary))}
+    text512 = disassembly(avx512_object)
+    print("vector ALU operations per element: AVX2 (executed), AVX-512 (static), their ratio (the")
+    print("AVX2 / AVX-512 time it implies on Zen 5), and the ratio implied on Intel server cores")
+    print("and on Zen 4 (if every operation could issue on any vector port)")
+    for case in CASES:
+        a2, a5 = avx2_alu(binary, case, names), avx512_alu(text512, case)
+        r = a2 / a5
+        print(
+            f"{case[0]:>13} {case[1]:<4}  AVX2 {a2:5.2f}  AVX-512 {a5:4.2f}  ratio {r:4.2f}x"
+            f"  Intel {r * 2 / 3:4.2f}x  Zen 4 {r / 2:4.2f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
