@@ -24,6 +24,7 @@ from ._target import (
     draw_seed,
     fixed_seed_value,
     is_native,
+    seed_undo,
     warn_outside,
     written,
 )
@@ -151,6 +152,7 @@ def _random(
         return fallback()
     if _dtensor.is_dtensor(tensor):
         _dtensor.shard_spec(tensor)
+    undo = seed_undo(generator) if fixed_seed_value() is None else None
     seed = _seed_of(tensor, generator)
     try:
         if _dtensor.is_dtensor(tensor):
@@ -160,9 +162,11 @@ def _random(
         # Arguments torch accepts and fastinit's kernels cannot honour (a non-finite mean,
         # a truncation interval with no float32 probability mass, overlapping elements):
         # torch's own values or error, as the drop-in never fails where torch works. Nothing
-        # was written. (The seed was drawn: torch's generator has moved on by one draw.)
-        if fixed_seed_value() is not None:
+        # was written, and the seed's draw is undone, so torch's call draws from where it would
+        # have without fastinit: the same values, the generator left where torch leaves it.
+        if undo is None:
             raise
+        undo()
         return fallback()
     return written(tensor)
 
