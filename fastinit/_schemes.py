@@ -783,6 +783,7 @@ def _rank_keys(
     Shape ``(ncols, row_stop - row_start)``, uint64. Several columns only with every row (a
     column is one contiguous run of the pattern stream, a row range of it too).
     """
+    assert ncols == 1 or (row_start, row_stop) == (0, rows), "a row range of one column only"
     n = row_stop - row_start
     # Rank key of element (i, j): 64 bits from words 2k (high) and 2k+1 (low) of the pattern
     # stream, k = j * rows + i (column-major: a column is one contiguous run of the stream),
@@ -917,10 +918,12 @@ def sparse_(
     Notes
     -----
     The pattern pass does ``O(rows)`` work per column of the shard (over every row of the
-    column, not only the shard's) in NumPy, holding at most ``2**21`` keys (~64 MiB with their
-    temporaries) at a time whatever the shape: columns of more than ``2**21`` rows go through
-    a radix selection of their threshold key (:func:`sparse_zero_threshold`), which reads
-    the column twice. It is far slower per element than the fills, as torch's ``sparse_`` is.
+    column, not only the shard's) in NumPy, holding at most ``2**21`` keys at a time (under
+    ~90 MiB with their temporaries) whatever the shape: columns of more than ``2**21`` rows go
+    through a radix selection of their threshold key (:func:`sparse_zero_threshold`), which
+    generates the column's keys twice and the shard's rows once more (1.5x the time of one
+    pass over whole columns). It is far slower per element than the fills, as torch's
+    ``sparse_`` is.
     """
     shape = _target_shape(x, global_shape)
     if len(shape) != 2:

@@ -490,6 +490,29 @@ def test_sparse_threshold_is_the_ranked_key(rows: int, chunk: int, digit_bits: i
         assert threshold == int(ranked[num_zeros - 1])
 
 
+@pytest.mark.parametrize("digit_bits", [5, 7, 16])
+def test_sparse_threshold_last_digit_is_narrower(
+    monkeypatch: pytest.MonkeyPatch, digit_bits: int
+) -> None:
+    # Keys that share their top 56 bits make the selection run down to the lowest bits, where
+    # the last digit is narrower than digit_bits when it does not divide 64 (12 * 5 + 4,
+    # 9 * 7 + 1). Random keys never get there.
+    rows = 200
+    rng = np.random.default_rng(0)
+    fake = (np.uint64(0xABCDEF12345678) << np.uint64(8)) | rng.permutation(256)[:rows].astype(
+        np.uint64
+    )
+
+    def keys(rows_: int, col: int, ncols: int, start: int, stop: int, *_: object) -> np.ndarray:
+        return fake[None, start:stop]
+
+    monkeypatch.setattr(_schemes, "_rank_keys", keys)
+    ranked = np.sort(fake)
+    for num_zeros in (1, 2, 77, 199, 200):
+        t = _schemes.sparse_zero_threshold(rows, num_zeros, 0, 0, 0, chunk=1, digit_bits=digit_bits)
+        assert t == int(ranked[num_zeros - 1])
+
+
 @pytest.mark.parametrize("sparsity", [0.37, 1.0, 0.001])
 def test_sparse_tall_columns_take_the_same_pattern(
     monkeypatch: pytest.MonkeyPatch, sparsity: float

@@ -5,9 +5,15 @@ ratio they imply on each kind of core (tools/kernel_counts.sh runs this).
 AVX2: executed counts (valgrind --tool=callgrind --dump-instr=yes on kernel_count, the
 difference of 3 and 1 fills, so setup cancels), which follow the generated Philox pipeline and
 the transforms' branches as they run. AVX-512: valgrind cannot run it and this machine may lack
-it, so the count is static: the innermost loop of each kernel's group (the loop with the most
-vpmuludq), 64 elements per iteration; for trunc_normal_ it includes the inverse CDF's tail,
-which the bench's interval never takes (the AVX-512 count is then high, the ratio low).
+it, so the count is static and approximate: the instructions between the group loop's back-edge
+and its target (the loop with the most vpmuludq, 64 elements per iteration). That span can hold
+out-of-line code of other paths (a clamp, a store variant) and miss hot code the compiler placed
+outside it: for float32 uniform_ the spans with the same multiplies hold 2.2-2.7 operations
+per element (the shortest, reported, 2.55). trunc_normal_'s tail branches leave the span, so
+its count is the common path. A cross-check: AVX-512 Philox (6 operations per round of eight
+blocks, about 1.9 per element) plus half the AVX2 transforms' operations (the same C++ on
+16-lane values, one 512-bit operation where AVX2 takes two) comes within 2-5% of each count
+but float32 uniform_'s (2.1, against the span's 2.55).
 
 "Vector ALU" counts every vector instruction but moves, loads, stores and broadcasts (those use
 the load/store pipes). The implied ratios assume throughput-bound code that keeps every vector
@@ -32,7 +38,10 @@ N = 65536
 CASES = [(op, dt) for op in ("uniform", "normal", "trunc_normal") for dt in ("f32", "bf16")]
 DIST = {"uniform": 0, "normal": 1, "trunc_normal": 2}
 DTYPE = {"f32": 0, "bf16": 3}
-NOT_ALU = re.compile(r"v(p?broadcast|mov|zeroupper)")
+# Data moves, loads, stores and broadcasts; vmovmskps, vpmovzx* and the like are ALU operations.
+NOT_ALU = re.compile(
+    r"v(p?broadcast\w*|zeroupper|mov(aps|apd|ups|upd|dqa\w*|dqu\w*|d|q|ss|sd|[lh]p[sd]|nt\w*))$"
+)
 
 
 def disassembly(path: str) -> str:
@@ -66,7 +75,12 @@ def executed(binary: str, case: tuple[str, str], reps: int) -> collections.Count
         )
         counts: collections.Counter[int] = collections.Counter()
         addr, skip = 0, False
-        for line in out.read_text().split("\n"):
+        text = out.read_text()
+        # One event (Ir), two positions (instr line): the cost lines parsed below.
+        assert re.search(r"^events: Ir$", text, re.M) and re.search(
+            r"^positions: instr line$", text, re.M
+        ), "unexpected callgrind output format"
+        for line in text.split("\n"):
             if line.startswith(("calls=", "jump=", "jcnd=")):
                 skip = line.startswith("calls=")  # the next line is the call's inclusive cost
                 continue
@@ -95,6 +109,8 @@ def avx2_alu(binary: str, case: tuple[str, str], names: dict[int, str]) -> float
 
 
 def avx512_alu(text: str, case: tuple[str, str]) -> float:
+    """Vector ALU operations per element of the shortest span with the group's 38 vpmuludq
+    (two sets of eight blocks: 64 elements)."""
     op, dt = case
     pat = re.compile(
         rf"fill_range_typedINS0_8VecLanesELNS_4DistE{DIST[op]}ELNS_5DTypeE{DTYPE[dt]}E"
@@ -104,16 +120,15 @@ def avx512_alu(text: str, case: tuple[str, str]) -> float:
             continue
         ins = instructions(func)
         index = {a: i for i, (a, _, _) in enumerate(ins)}
-        best: tuple[int, int, list[str]] | None = None
+        spans = []
         for i, (a, name, arg) in enumerate(ins):
             m = re.match(r"([0-9a-f]+)", arg)
             if name.startswith("j") and m and int(m.group(1), 16) < a:
                 body = [x[1] for x in ins[index.get(int(m.group(1), 16), i) : i + 1]]
-                key = (body.count("vpmuludq"), -len(body))
-                if best is None or key > best[:2]:
-                    best = (*key, body)
-        if best is not None and best[0] == 38:  # two sets of eight blocks: 64 elements
-            return vector_alu(collections.Counter(best[2])) / 64
+                if body.count("vpmuludq") == 38:
+                    spans.append((len(body), vector_alu(collections.Counter(body)) / 64))
+        if spans:
+            return min(spans)[1]
     raise SystemExit(f"op_mix: no 64-element AVX-512 group loop found for {op} {dt}")
 
 
@@ -121,11 +136,13 @@ def main() -> None:
     binary, avx512_object = sys.argv[1:3]
     names = {a: name for a, name, _ in instructions(disassembly(binary))}
     text512 = disassembly(avx512_object)
-    print("vector ALU operations per element: AVX2 (executed), AVX-512 (static), their ratio (the")
-    print("AVX2 / AVX-512 time it implies on Zen 5), and the ratio implied on Intel server cores")
-    print("and on Zen 4 (if every operation could issue on any vector port)")
+    print("vector ALU operations per element: AVX2 (executed), AVX-512 (static, approximate: the")
+    print("shortest loop span with the group's multiplies), their ratio (the time ratio it implies")
+    print("on Zen 5), and the ratio implied on Intel server cores and on Zen 4 (if every operation")
+    print("could issue on any vector port)")
     for case in CASES:
-        a2, a5 = avx2_alu(binary, case, names), avx512_alu(text512, case)
+        a2 = avx2_alu(binary, case, names)
+        a5 = avx512_alu(text512, case)
         r = a2 / a5
         print(
             f"{case[0]:>13} {case[1]:<4}  AVX2 {a2:5.2f}  AVX-512 {a5:4.2f}  ratio {r:4.2f}x"

@@ -85,11 +85,10 @@ FASTINIT_HD typename L::F32 log_f32(typename L::F32 x) {
   // sqrt(2)/2, carries into the exponent exactly when the significand m0 in [1, 2) exceeds
   // float(sqrt(2)), and the low bits plus bits(T) are then m0 / 2 (else m0). The same m and e
   // as comparing m0 with 1.41421356f, halving it and incrementing e (checked for every
-  // positive normal float), in five operations instead of nine.
-  // The exponent's bias comes off in the same add: ix - 127 * 2^23 is a signed 32-bit value
-  // (from -0x3EB504F4 to 0x414AFB0B for every positive normal x and K <= 2), so an arithmetic
-  // shift gives floor(ix / 2^23) - 127 = e, and the low 23 bits, which m takes, are unchanged:
-  // four operations.
+  // positive normal float). The exponent's bias comes off in the same add: ix - 127 * 2^23 is
+  // a signed 32-bit value (from -0x3EB504F4 to 0x414AFB0B for every positive normal x and
+  // K <= 2), so an arithmetic shift gives floor(ix / 2^23) - 127 = e, and the low 23 bits,
+  // which m takes, are unchanged: four operations where the comparison took nine.
   constexpr uint32_t kT = 0x3F3504F4u;
   static_assert(K >= 0 && K <= 2, "2^K x stays below 2^131: the exponent fits the shift");
   const U32 ix = L::bits(x) + (0x3F800000u - kT + (static_cast<uint32_t>(K) << 23) - (127u << 23));
