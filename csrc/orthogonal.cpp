@@ -13,6 +13,7 @@
 #include <climits>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -457,11 +458,26 @@ class OrthogonalJob {
     const FillParams P = make_params(Dist::Normal, compute_dtype<S>(), {0.0, 1.0}, opt_.key, opt_.stream);
     const int threads = opt_.threads;
     std::lock_guard<std::mutex> lock(blas_mutex());
-    if (!write_reflectors(q, M_, N_, ld_, q_row_major, P, tau_.data(), d_.data(), opt_, *p1_))
-      return false;
-    if (scipy_openblas_get_num_threads() != threads) scipy_openblas_set_num_threads(threads);
-    if (!accumulate_reflectors(q, M_, N_, ld_, q_row_major, tau_.data(), d_.data(), opt_, *p2_))
-      return false;
+    auto compute = [&](const OrthogonalOptions& o) {
+      if (!write_reflectors(q, M_, N_, ld_, q_row_major, P, tau_.data(), d_.data(), o, *p1_))
+        return false;
+      if (scipy_openblas_get_num_threads() != threads) scipy_openblas_set_num_threads(threads);
+      return accumulate_reflectors(q, M_, N_, ld_, q_row_major, tau_.data(), d_.data(), o, *p2_);
+    };
+    if (!compute(opt_)) return false;
+    // The gain enters with the block's own columns, before the last reflector products, so
+    // their intermediate values scale with it and overflow when |gain| nears the type's
+    // largest value (gain 3e38 in float32), where torch, which scales its QR factor at the
+    // end, stays finite. Every value is linear in the gain, so |gain| <= 1 cannot overflow;
+    // above, a result with a non-finite element is redone with gain 1 and scaled once at the
+    // end. Results that came out finite keep their bits. (The check reads q once: ~1% of
+    // the call at 4096 x 4096.)
+    if (std::fabs(opt_.gain) > 1.0 && !all_finite(q)) {
+      OrthogonalOptions unit = opt_;
+      unit.gain = 1.0;
+      if (!compute(unit)) return false;
+      scale(q, static_cast<S>(opt_.gain));
+    }
     if (!in_place_) {
       if (opt_.stop && lay_.rows * lay_.cols >= kParallelMinElements && opt_.stop()) return false;
       copy_out(q, b_, lay_, threads);
@@ -470,6 +486,22 @@ class OrthogonalJob {
   }
 
  private:
+  // The logical matrix in q: lay_.rows rows of lay_.cols elements, ld_ apart (A = Q for a
+  // tall matrix, Q^T for a wide one, row-major either way).
+  bool all_finite(const S* q) const {
+    for (int64_t r = 0; r < lay_.rows; ++r) {
+      const S* row = q + r * ld_;
+      bool finite = true;  // no early exit within a row: the comparisons vectorize
+      for (int64_t c = 0; c < lay_.cols; ++c) finite &= std::fabs(row[c]) <= std::numeric_limits<S>::max();
+      if (!finite) return false;
+    }
+    return true;
+  }
+  void scale(S* q, S g) const {
+    for (int64_t r = 0; r < lay_.rows; ++r)
+      for (int64_t c = 0; c < lay_.cols; ++c) q[r * ld_ + c] *= g;
+  }
+
   const BufferView& b_;
   OrthogonalOptions opt_;
   MatrixLayout lay_;

@@ -414,7 +414,9 @@ def orthogonal_(
 
     **Precision.** float64 is computed in float64; float32, float16 and bfloat16 in float32,
     the 16-bit results being the float32 result rounded to nearest even. ``max|Q^T Q - I|`` is
-    about 4e-7 in float32 at n = 4096 and 2e-15 in float64 at n = 1024.
+    about 4e-7 in float32 at n = 4096 and 2e-15 in float64 at n = 1024. The gain enters with
+    each block's own columns; when that overflows (``|gain|`` near the compute type's largest
+    value), ``Q`` is computed again with gain 1 and multiplied by ``gain`` once, as torch does.
 
     **Reproducibility.** The reflectors are bit-identical everywhere. ``Q`` goes through BLAS
     level-3 calls whose rounding depends on the OpenBLAS kernel (CPU family, OpenBLAS version)
