@@ -582,28 +582,6 @@ void householder_from_normals(S* x, int64_t n, int64_t first_row, double* tau, d
 template void householder_from_normals<float>(float*, int64_t, int64_t, double*, double*);
 template void householder_from_normals<double>(double*, int64_t, int64_t, double*, double*);
 
-template <class S>
-void orthogonal_matrix(S* q, int64_t M, int64_t N, int64_t ld, bool row_major,
-                       const OrthogonalOptions& opt) {
-  if (!(M >= N && N >= 1))
-    throw std::invalid_argument("fastinit: orthogonal_matrix needs M >= N >= 1");
-  check_blas_int(M, "M");
-  check_blas_int(ld, "ld");
-  if (opt.threads < 1) throw std::invalid_argument("fastinit: threads must be >= 1");
-  std::vector<double> tau(N), d(N);
-  Phase1Scratch<S> p1(opt.threads);
-  Phase2Scratch<S> p2(M, N, block_size(N, opt));
-  const FillParams P = make_params(Dist::Normal, compute_dtype<S>(), {0.0, 1.0}, opt.key, opt.stream);
-  std::lock_guard<std::mutex> lock(blas_mutex());
-  if (!write_reflectors(q, M, N, ld, row_major, P, tau.data(), d.data(), opt, p1)) return;
-  if (scipy_openblas_get_num_threads() != opt.threads) scipy_openblas_set_num_threads(opt.threads);
-  accumulate_reflectors(q, M, N, ld, row_major, tau.data(), d.data(), opt, p2);
-}
-template void orthogonal_matrix<float>(float*, int64_t, int64_t, int64_t, bool,
-                                       const OrthogonalOptions&);
-template void orthogonal_matrix<double>(double*, int64_t, int64_t, int64_t, bool,
-                                        const OrthogonalOptions&);
-
 bool orthogonal_cpu(const BufferView& b, std::optional<int> column_axis,
                     const OrthogonalOptions& opt) {
   return with_job(b, column_axis, opt, [] { return true; });

@@ -111,13 +111,6 @@ MatrixLayout matrix_layout(const BufferView& b, std::optional<int> column_axis);
 template <class S>
 void householder_from_normals(S* x, int64_t n, int64_t first_row, double* tau, double* d);
 
-// Q = gain * H_0 ... H_{N-1} [I; 0] diag(d) into q (M x N, M >= N >= 1), row-major
-// (element (i, j) at q[i * ld + j]) or column-major (q[i + j * ld]). Throws
-// std::invalid_argument for sizes that 32-bit BLAS integers cannot address.
-template <class S>
-void orthogonal_matrix(S* q, int64_t M, int64_t N, int64_t ld, bool row_major,
-                       const OrthogonalOptions& opt);
-
 // Fills the whole buffer (CPU memory) with gain * a Haar (semi-)orthogonal matrix. Validates
 // everything and allocates every workspace before the first write. Release the GIL around it.
 // Returns false when opt.stop ended it early.
