@@ -159,6 +159,12 @@ S finish_reflector(S x0s, double rest, double* tau, double* d) {
 constexpr int64_t kPhase1Width = 256;
 constexpr int64_t kPhase1Rows = 16;  // rows per tile of the column-major path
 
+// Phase 1's threads: one per block of columns at most (the blocks are its units of work), so
+// its scratch is sized by the work, not by set_num_threads.
+inline int phase1_threads(int64_t N, int threads) {
+  return static_cast<int>(std::min<int64_t>(threads, (N + kPhase1Width - 1) / kPhase1Width));
+}
+
 // Per-thread scratch of phase 1, allocated before the first write (an exception cannot leave
 // an OpenMP region, and a failed allocation must leave the buffer untouched).
 template <class S>
@@ -251,14 +257,15 @@ bool write_reflectors(S* q, int64_t M, int64_t N, int64_t ld, bool row_major, co
                       double* tau, double* d, const OrthogonalOptions& opt,
                       Phase1Scratch<S>& scratch) {
   const int64_t nblk = (N + kPhase1Width - 1) / kPhase1Width;
-  const int64_t per_slice = opt.stop ? static_cast<int64_t>(opt.threads) : nblk;
+  const int threads = phase1_threads(N, opt.threads);
+  const int64_t per_slice = opt.stop ? static_cast<int64_t>(threads) : nblk;
   for (int64_t b0 = 0; b0 < nblk; b0 += per_slice) {
     if (b0 > 0 && opt.stop()) return false;
     const int64_t b1 = std::min(nblk, b0 + per_slice);
     if (row_major)
-      write_reflectors_rowmajor(q, M, N, ld, P, tau, d, opt.threads, scratch, b0, b1);
+      write_reflectors_rowmajor(q, M, N, ld, P, tau, d, threads, scratch, b0, b1);
     else
-      write_reflectors_colmajor(q, M, N, ld, P, tau, d, opt.threads, scratch, b0, b1);
+      write_reflectors_colmajor(q, M, N, ld, P, tau, d, threads, scratch, b0, b1);
   }
   return true;
 }
@@ -447,7 +454,7 @@ class OrthogonalJob {
     }
     tau_.resize(N_);
     d_.resize(N_);
-    p1_ = std::make_unique<Phase1Scratch<S>>(opt.threads);
+    p1_ = std::make_unique<Phase1Scratch<S>>(phase1_threads(N_, opt.threads));
     p2_ = std::make_unique<Phase2Scratch<S>>(M_, N_, block_size(N_, opt));
   }
 
