@@ -63,8 +63,38 @@ def vector_alu(mnemonics: collections.Counter[str]) -> int:
     return sum(n for k, n in mnemonics.items() if k.startswith("v") and not NOT_ALU.match(k))
 
 
+def parse_callgrind(text: str) -> collections.Counter[int]:
+    """Executed count per instruction address from callgrind's --dump-instr=yes output: cost
+    lines "position line count" with absolute (0x...), relative (+N, -N) or repeated (*)
+    positions; a calls= line is followed by the call's inclusive cost, which is skipped."""
+    # One event (Ir), two positions (instr line): the cost lines parsed below.
+    if not (
+        re.search(r"^events: Ir$", text, re.M) and re.search(r"^positions: instr line$", text, re.M)
+    ):
+        raise ValueError("unexpected callgrind output format")
+    counts: collections.Counter[int] = collections.Counter()
+    addr, skip = 0, False
+    for line in text.split("\n"):
+        if line.startswith(("calls=", "jump=", "jcnd=")):
+            skip = line.startswith("calls=")  # the next line is the call's inclusive cost
+            continue
+        m = re.match(r"^(0x[0-9a-f]+|[+-]\d+|\*)\s+\S+\s+(\d+)$", line)
+        if not m:
+            continue
+        pos = m.group(1)
+        if pos.startswith("0x"):
+            addr = int(pos, 16)
+        elif pos != "*":
+            addr += int(pos)
+        if skip:
+            skip = False
+        else:
+            counts[addr] += int(m.group(2))
+    return counts
+
+
 def executed(binary: str, case: tuple[str, str], reps: int) -> collections.Counter[int]:
-    """Executed count per instruction address (callgrind's instr positions, calls skipped)."""
+    """Executed count per instruction address of `kernel_count avx2 OP DTYPE N reps`."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "cg"
         callgrind = ["valgrind", "--tool=callgrind", "--dump-instr=yes"]
@@ -73,30 +103,7 @@ def executed(binary: str, case: tuple[str, str], reps: int) -> collections.Count
             capture_output=True,
             check=True,
         )
-        counts: collections.Counter[int] = collections.Counter()
-        addr, skip = 0, False
-        text = out.read_text()
-        # One event (Ir), two positions (instr line): the cost lines parsed below.
-        assert re.search(r"^events: Ir$", text, re.M) and re.search(
-            r"^positions: instr line$", text, re.M
-        ), "unexpected callgrind output format"
-        for line in text.split("\n"):
-            if line.startswith(("calls=", "jump=", "jcnd=")):
-                skip = line.startswith("calls=")  # the next line is the call's inclusive cost
-                continue
-            m = re.match(r"^(0x[0-9a-f]+|[+-]\d+|\*)\s+\S+\s+(\d+)$", line)
-            if not m:
-                continue
-            pos = m.group(1)
-            if pos.startswith("0x"):
-                addr = int(pos, 16)
-            elif pos != "*":
-                addr += int(pos)
-            if skip:
-                skip = False
-            else:
-                counts[addr] += int(m.group(2))
-        return counts
+        return parse_callgrind(out.read_text())
 
 
 def avx2_alu(binary: str, case: tuple[str, str], names: dict[int, str]) -> float:
