@@ -616,39 +616,6 @@ def test_constant_special_values_match_torch() -> None:
         assert torch.equal(a, b) or (a.isnan().all() and b.isnan().all())
 
 
-@pytest.mark.parametrize(
-    ("name", "call"),
-    [
-        # fastinit's kernels refuse these after the seed is drawn; torch accepts or rejects them
-        ("trunc_normal_ no float32 mass", lambda m, t, g: m.trunc_normal_(t, 0, 1, 100, 101, g)),
-        ("normal_ infinite mean", lambda m, t, g: m.normal_(t, math.inf, 1.0, g)),
-        ("uniform_ overlapping", lambda m, t, g: m.uniform_(t[:1].expand(8), 0, 1, g)),
-        ("normal_ overlapping", lambda m, t, g: m.normal_(t[:1].expand(8), 0, 1, g)),
-    ],
-)
-@pytest.mark.parametrize("explicit", [False, True])
-def test_fallback_after_the_seed_draw_is_torchs_call(
-    name: str, call: Callable[..., Any], explicit: bool
-) -> None:
-    # The drop-in hands these calls to torch after drawing its seed; the draw is undone, so
-    # torch's call gives its own values and leaves the generator where torch's own call does
-    # (before: one draw further on, and other values).
-    results = []
-    for module in (TI, ft):
-        torch.manual_seed(3)
-        g = torch.Generator().manual_seed(4) if explicit else None
-        t = torch.full((8,), 7.0)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch's trunc_normal_ warns about the interval
-            outcome = _outcome(call, module, t, g)
-        after = torch.rand(3, generator=g)
-        results.append((outcome, t, after))
-    (want, t_torch, after_torch), (got, t_fast, after_fast) = results
-    assert got == want, name
-    assert torch.equal(t_fast, t_torch), name
-    assert torch.equal(after_fast, after_torch), name
-
-
 def test_overlapping_tensors_take_torchs_path() -> None:
     # Elements that share memory (an expanded tensor): fastinit's kernels refuse them, torch's
     # fill_ accepts them; the drop-in and a patched tensor method must answer as torch does.

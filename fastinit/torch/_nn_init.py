@@ -24,7 +24,6 @@ from ._target import (
     draw_seed,
     fixed_seed_value,
     is_native,
-    seed_undo,
     warn_outside,
     written,
 )
@@ -152,7 +151,6 @@ def _random(
         return fallback()
     if _dtensor.is_dtensor(tensor):
         _dtensor.shard_spec(tensor)
-    undo = seed_undo(generator) if fixed_seed_value() is None else None
     seed = _seed_of(tensor, generator)
     try:
         if _dtensor.is_dtensor(tensor):
@@ -162,11 +160,9 @@ def _random(
         # Arguments torch accepts and fastinit's kernels cannot honour (a non-finite mean,
         # a truncation interval with no float32 probability mass, overlapping elements):
         # torch's own values or error, as the drop-in never fails where torch works. Nothing
-        # was written, and the seed's draw is undone, so torch's call draws from where it would
-        # have without fastinit: the same values, the generator left where torch leaves it.
-        if undo is None:
+        # was written. (The seed was drawn: torch's generator has moved on by one draw.)
+        if fixed_seed_value() is not None:
             raise
-        undo()
         return fallback()
     return written(tensor)
 

@@ -71,41 +71,29 @@ def is_native(tensor: Tensor) -> bool:
     return True
 
 
-def seed_generator(generator: torch.Generator | None) -> torch.Generator:
-    """The generator :func:`draw_seed` draws from: ``generator``, else the one ``materialize_``
-    set for this thread, else torch's default CPU generator."""
+def draw_seed(generator: torch.Generator | None) -> int:
+    """One 64-bit seed from ``generator``, or from torch's default CPU generator when None.
+
+    Inside ``materialize_`` "None" means the generator it set for this thread.
+    """
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(
             f"argument 'generator' must be torch.Generator, not {type(generator).__name__}"
         )
     if generator is None:
         generator = _integrations.thread_generator("cpu")
-    return torch.default_generator if generator is None else generator
-
-
-def draw_seed(generator: torch.Generator | None) -> int:
-    """One 64-bit seed from ``generator``, or from torch's default CPU generator when None.
-
-    Inside ``materialize_`` "None" means the generator it set for this thread.
-    """
-    g = seed_generator(generator)
-    value = torch.randint(
-        -(1 << 63), (1 << 63) - 1, (), dtype=torch.int64, device=g.device, generator=g
-    )
+    if generator is None:
+        value = torch.randint(-(1 << 63), (1 << 63) - 1, (), dtype=torch.int64, device="cpu")
+    else:
+        value = torch.randint(
+            -(1 << 63),
+            (1 << 63) - 1,
+            (),
+            dtype=torch.int64,
+            device=generator.device,
+            generator=generator,
+        )
     return wrap_u64(int(value.item()))
-
-
-def seed_undo(generator: torch.Generator | None) -> Callable[[], None]:
-    """A function that puts the generator :func:`draw_seed` would draw from back in its
-    present state: for a fill that gives up after its seed was drawn and hands the call to
-    torch, whose own draws must then start where they would have without fastinit."""
-    g = seed_generator(generator)
-    state = g.get_state()
-
-    def undo() -> None:
-        g.set_state(state)
-
-    return undo
 
 
 def written(tensor: Tensor) -> Tensor:
