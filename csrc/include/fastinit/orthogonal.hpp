@@ -56,6 +56,8 @@
 //     copy the block's V (L x ib) out; G = V^T V (syrk); T from G (larft recurrence, double);
 //     trailing columns: Y = V^T C; Y = T Y (trmm); C -= V Y (two gemms);
 //     own columns:      Q_panel = E diag(gain d) - V (T V1^T diag(gain d)) (one gemm).
+//     (With |gain| > 1 a result with a non-finite element, which only a gain near the compute
+//     type's largest value gives, is computed again with gain 1 and multiplied by gain.)
 // About 2 M N^2 - 2/3 N^3 flops, half of what a QR of a Gaussian matrix costs (geqrf + orgqr).
 // nb = 128, or 256 when N >= 2048.
 // Workspace: (M + N) nb + 3 nb^2 elements of the compute type (float for the 32-bit class,
