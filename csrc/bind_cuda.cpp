@@ -53,13 +53,14 @@ struct FillJob {
 };
 
 FillJob prepare_fill(py::handle target, DLDeviceType device_type, const std::string& dist,
-                     const std::vector<double>& params, uint64_t key, uint64_t stream,
+                     const std::vector<double>& params, py::handle key, uint64_t stream,
                      py::handle global_shape, py::handle global_offset) {
   FillJob j{acquire_buffer(target), {}, {}};
   require_device(j.b, device_type);
   const Shard s = make_shard(j.b, global_shape, global_offset);
-  j.P = make_params(dist, j.b.dtype, params, key, stream);
+  j.P = make_params(dist, j.b.dtype, params, 0, stream);
   j.L = cuda::device_layout(make_layout(j.b, s), per_block(j.b.dtype));
+  j.P.key = seed_key(key);  // last: every check has passed (see seed_key)
   return j;
 }
 
@@ -86,7 +87,7 @@ PYBIND11_MODULE(_cuda, m) {
   m.def(
       "fill",
       [](py::handle target, const std::string& dist, const std::vector<double>& params,
-         uint64_t key, uint64_t stream, py::handle global_shape, py::handle global_offset,
+         py::handle key, uint64_t stream, py::handle global_shape, py::handle global_offset,
          uintptr_t cuda_stream) {
         FillJob j =
             prepare_fill(target, kDLCUDA, dist, params, key, stream, global_shape, global_offset);
@@ -182,7 +183,7 @@ PYBIND11_MODULE(_cuda, m) {
   m.def(
       "_emulate_fill",
       [](py::handle target, const std::string& dist, const std::vector<double>& params,
-         uint64_t key, uint64_t stream, py::handle global_shape, py::handle global_offset) {
+         py::handle key, uint64_t stream, py::handle global_shape, py::handle global_offset) {
         FillJob j =
             prepare_fill(target, kDLCPU, dist, params, key, stream, global_shape, global_offset);
         run_without_gil([&](const StopCheck&) {

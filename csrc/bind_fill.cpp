@@ -28,11 +28,12 @@ void register_fill(py::module_& m) {
   m.def(
       "fill",
       [](py::handle target, const std::string& dist, const std::vector<double>& params,
-         uint64_t key, uint64_t stream, py::handle global_shape, py::handle global_offset) {
+         py::handle key, uint64_t stream, py::handle global_shape, py::handle global_offset) {
         BufferView b = acquire_buffer(target);
         require_host_memory(b, "the CPU kernels");
         const Shard s = make_shard(b, global_shape, global_offset);
-        const FillParams P = make_params(dist, b.dtype, params, key, stream);
+        FillParams P = make_params(dist, b.dtype, params, 0, stream);
+        P.key = seed_key(key);  // last: every check has passed (see seed_key)
         run_without_gil([&](const StopCheck& stop) { fill_cpu(b, s, P, stop); });
       },
       py::arg("target"), py::arg("dist"), py::arg("params"), py::arg("key"), py::arg("stream"),

@@ -18,14 +18,12 @@ namespace fastinit {
 
 namespace {
 
-OrthogonalOptions options(double gain, uint64_t key, uint64_t stream, int threads,
-                          bool sign_correction, int64_t block) {
+// The options but the seed and the stop check, which the prepared job's run() takes.
+OrthogonalOptions options(double gain, int threads, bool sign_correction, int64_t block) {
   // threads sizes the slices and the OpenMP regions: 0 would loop forever.
   if (threads < 1) throw std::invalid_argument("fastinit: threads must be >= 1");
   OrthogonalOptions o;
   o.gain = gain;
-  o.key = key;
-  o.stream = stream;
   o.threads = threads;
   o.sign_correction = sign_correction;
   o.block = block;
@@ -46,17 +44,16 @@ std::string blas_version() {
 void register_orthogonal(py::module_& m) {
   m.def(
       "orthogonal",
-      [](py::handle target, double gain, uint64_t key, uint64_t stream,
+      [](py::handle target, double gain, py::handle key, uint64_t stream,
          std::optional<int> column_axis, int threads, bool sign_correction, int64_t block,
          int64_t slice_cols) {
         BufferView b = acquire_buffer(target);
         require_host_memory(b, "orthogonal initialization (CPU only)");
-        OrthogonalOptions o = options(gain, key, stream, threads, sign_correction, block);
+        OrthogonalOptions o = options(gain, threads, sign_correction, block);
         o.slice_cols = slice_cols;
-        run_without_gil([&](const StopCheck& stop) {
-          o.stop = stop;
-          orthogonal_cpu(b, column_axis, o);
-        });
+        const auto job = prepare_orthogonal(b, column_axis, o);
+        const uint64_t k = seed_key(key);  // last: every check has passed (see seed_key)
+        run_without_gil([&](const StopCheck& stop) { job->run(k, stream, stop); });
       },
       py::arg("target"), py::arg("gain"), py::arg("key"), py::arg("stream"),
       py::arg("column_axis") = py::none(), py::arg("threads") = 1,
@@ -65,15 +62,13 @@ void register_orthogonal(py::module_& m) {
 
   m.def(
       "delta_orthogonal",
-      [](py::handle target, double gain, uint64_t key, uint64_t stream,
+      [](py::handle target, double gain, py::handle key, uint64_t stream,
          std::optional<int> column_axis, int threads) {
         BufferView b = acquire_buffer(target);
         require_host_memory(b, "orthogonal initialization (CPU only)");
-        OrthogonalOptions o = options(gain, key, stream, threads, true, 0);
-        run_without_gil([&](const StopCheck& stop) {
-          o.stop = stop;
-          delta_orthogonal_cpu(b, column_axis, o);
-        });
+        const auto job = prepare_delta_orthogonal(b, column_axis, options(gain, threads, true, 0));
+        const uint64_t k = seed_key(key);  // last: every check has passed (see seed_key)
+        run_without_gil([&](const StopCheck& stop) { job->run(k, stream, stop); });
       },
       py::arg("target"), py::arg("gain"), py::arg("key"), py::arg("stream"),
       py::arg("column_axis") = py::none(), py::arg("threads") = 1,

@@ -423,7 +423,7 @@ void check_blas_int(int64_t v, const char* what) {
 // Everything that can fail (sizes, allocations) happens in the constructor; run() only
 // writes. S is the compute type: double for float64 buffers, float for the others.
 template <class S>
-class OrthogonalJob {
+class OrthogonalJob final : public OrthogonalFill {
  public:
   OrthogonalJob(const BufferView& b, std::optional<int> column_axis, const OrthogonalOptions& opt)
       : b_(b), opt_(opt) {
@@ -458,6 +458,14 @@ class OrthogonalJob {
     p2_ = std::make_unique<Phase2Scratch<S>>(M_, N_, block_size(N_, opt));
   }
 
+  bool run(uint64_t key, uint64_t stream, const std::function<bool()>& stop) override {
+    opt_.key = key;
+    opt_.stream = stream;
+    opt_.stop = stop;
+    return run();
+  }
+
+ private:
   bool run() {
     if (lay_.rows == 0 || lay_.cols == 0) return true;
     S* q = in_place_ ? reinterpret_cast<S*>(b_.data) : ws_.get();
@@ -492,7 +500,6 @@ class OrthogonalJob {
     return true;
   }
 
- private:
   // The logical matrix in q: lay_.rows rows of lay_.cols elements, ld_ apart (A = Q for a
   // tall matrix, Q^T for a wide one, row-major either way).
   bool all_finite(const S* q) const {
@@ -520,18 +527,48 @@ class OrthogonalJob {
   std::unique_ptr<Phase2Scratch<S>> p2_;
 };
 
-// Constructs the job for b's compute type (validation, every allocation), then calls
-// before_write() and runs the job: nothing is written unless everything can be.
-template <class Before>
-bool with_job(const BufferView& b, std::optional<int> column_axis, const OrthogonalOptions& opt,
-              Before before_write) {
-  if (b.dtype == DType::F64) {
-    OrthogonalJob<double> job(b, column_axis, opt);
-    return before_write() && job.run();
-  }
-  OrthogonalJob<float> job(b, column_axis, opt);
-  return before_write() && job.run();
+// The job for b's compute type (validation, every allocation).
+std::unique_ptr<OrthogonalFill> make_job(const BufferView& b, std::optional<int> column_axis,
+                                         const OrthogonalOptions& opt) {
+  if (b.dtype == DType::F64) return std::make_unique<OrthogonalJob<double>>(b, column_axis, opt);
+  return std::make_unique<OrthogonalJob<float>>(b, column_axis, opt);
 }
+
+// Zeros everywhere, then the centre's orthogonal matrix; the centre's job validates and
+// allocates when this is prepared, before the zeros are written.
+class DeltaOrthogonalJob final : public OrthogonalFill {
+ public:
+  DeltaOrthogonalJob(const BufferView& b, std::optional<int> column_axis,
+                     const OrthogonalOptions& opt)
+      : b_(b), threads_(opt.threads) {
+    const int nd = b.ndim();
+    if (nd < 3 || nd > 5)
+      throw std::invalid_argument("Delta orthogonal initializer requires a 3D, 4D or 5D shape.");
+    if (b.shape[nd - 1] < b.shape[nd - 2])
+      throw std::invalid_argument("`fan_in` must be less or equal than `fan_out`. ");
+    if (b.size() == 0) return;  // nothing to write
+    centre_.dtype = b.dtype;
+    centre_.device_type = b.device_type;
+    centre_.device_id = b.device_id;
+    int64_t off = 0;
+    for (int k = 0; k < nd - 2; ++k) off += ((b.shape[k] - 1) / 2) * b.strides[k];
+    centre_.data = b.data + off * dtype_size(b.dtype);
+    centre_.shape = {b.shape[nd - 2], b.shape[nd - 1]};
+    centre_.strides = {b.strides[nd - 2], b.strides[nd - 1]};
+    centre_job_ = make_job(centre_, column_axis, opt);
+  }
+
+  bool run(uint64_t key, uint64_t stream, const std::function<bool()>& stop) override {
+    if (!centre_job_) return true;
+    return constant_cpu(b_, 0.0, stop, threads_) && centre_job_->run(key, stream, stop);
+  }
+
+ private:
+  const BufferView& b_;
+  int threads_;
+  BufferView centre_;  // before centre_job_, which refers to it
+  std::unique_ptr<OrthogonalFill> centre_job_;
+};
 
 }  // namespace
 
@@ -589,33 +626,16 @@ void householder_from_normals(S* x, int64_t n, int64_t first_row, double* tau, d
 template void householder_from_normals<float>(float*, int64_t, int64_t, double*, double*);
 template void householder_from_normals<double>(double*, int64_t, int64_t, double*, double*);
 
-bool orthogonal_cpu(const BufferView& b, std::optional<int> column_axis,
-                    const OrthogonalOptions& opt) {
-  return with_job(b, column_axis, opt, [] { return true; });
+std::unique_ptr<OrthogonalFill> prepare_orthogonal(const BufferView& b,
+                                                   std::optional<int> column_axis,
+                                                   const OrthogonalOptions& opt) {
+  return make_job(b, column_axis, opt);
 }
 
-bool delta_orthogonal_cpu(const BufferView& b, std::optional<int> column_axis,
-                          const OrthogonalOptions& opt) {
-  const int nd = b.ndim();
-  if (nd < 3 || nd > 5)
-    throw std::invalid_argument("Delta orthogonal initializer requires a 3D, 4D or 5D shape.");
-  if (b.shape[nd - 1] < b.shape[nd - 2])
-    throw std::invalid_argument("`fan_in` must be less or equal than `fan_out`. ");
-  BufferView centre;
-  centre.dtype = b.dtype;
-  centre.device_type = b.device_type;
-  centre.device_id = b.device_id;
-  int64_t off = 0;
-  for (int k = 0; k < nd - 2; ++k) off += ((b.shape[k] - 1) / 2) * b.strides[k];
-  const bool empty = b.size() == 0;
-  centre.data = b.data + (empty ? 0 : off * dtype_size(b.dtype));
-  centre.shape = {b.shape[nd - 2], b.shape[nd - 1]};
-  centre.strides = {b.strides[nd - 2], b.strides[nd - 1]};
-  if (empty) return true;
-  // The job for the centre validates and allocates before the zeros are written.
-  return with_job(centre, column_axis, opt, [&] {
-    return constant_cpu(b, 0.0, opt.stop, opt.threads);
-  });
+std::unique_ptr<OrthogonalFill> prepare_delta_orthogonal(const BufferView& b,
+                                                         std::optional<int> column_axis,
+                                                         const OrthogonalOptions& opt) {
+  return std::make_unique<DeltaOrthogonalJob>(b, column_axis, opt);
 }
 
 std::string blas_config() { return scipy_openblas_get_config(); }

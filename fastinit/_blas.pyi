@@ -3,6 +3,7 @@
 Load it through ``fastinit._orthogonal.load_blas()``, which also preloads scipy-openblas32.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,7 @@ import numpy.typing as npt
 def orthogonal(
     target: Any,
     gain: float,
-    key: int,
+    key: int | Callable[[], int],
     stream: int,
     column_axis: int | None = None,
     threads: int = 1,
@@ -22,7 +23,7 @@ def orthogonal(
 def delta_orthogonal(
     target: Any,
     gain: float,
-    key: int,
+    key: int | Callable[[], int],
     stream: int,
     column_axis: int | None = None,
     threads: int = 1,

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -137,7 +138,7 @@ class CudaBackend:
         target: Any,
         dist: str,
         params: Any,
-        key: int,
+        key: int | Callable[[], int],
         stream: int,
         global_shape: Any = None,
         global_offset: Any = None,

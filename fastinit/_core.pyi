@@ -1,6 +1,6 @@
 """Type stubs for the native module ``fastinit._core`` (private: use the fastinit package)."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -15,7 +15,7 @@ def fill(
     target: Any,
     dist: str,
     params: Sequence[float],
-    key: int,
+    key: int | Callable[[], int],
     stream: int,
     global_shape: Sequence[int] | None = None,
     global_offset: Sequence[int] | None = None,

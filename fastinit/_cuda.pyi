@@ -1,7 +1,7 @@
 """Type stubs for the native module ``fastinit._cuda`` (private: loaded by
 ``fastinit._buffer`` when a CUDA buffer arrives)."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy.typing as npt
@@ -10,7 +10,7 @@ def fill(
     target: Any,
     dist: str,
     params: Sequence[float],
-    key: int,
+    key: int | Callable[[], int],
     stream: int,
     global_shape: Sequence[int] | None = None,
     global_offset: Sequence[int] | None = None,
@@ -47,7 +47,7 @@ def _emulate_fill(
     target: Any,
     dist: str,
     params: Sequence[float],
-    key: int,
+    key: int | Callable[[], int],
     stream: int,
     global_shape: Sequence[int] | None = None,
     global_offset: Sequence[int] | None = None,

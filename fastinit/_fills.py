@@ -15,7 +15,7 @@ import numpy as np
 
 from . import _core
 from ._buffer import Target
-from ._stream import Generator, as_u64, run_seeded
+from ._stream import DrawnKey, Generator, Key, as_u64, run_seeded
 
 __all__ = [
     "check_finite",
@@ -124,7 +124,7 @@ def fill_at(
     x: T,
     dist: str,
     params: tuple[float, ...],
-    key: int,
+    key: Key,
     stream: int,
     global_shape: Sequence[int] | None = None,
     global_offset: Sequence[int] | None = None,
@@ -142,7 +142,7 @@ def _random_fill(
     x: T,
     dist: str,
     params: tuple[float, ...],
-    seed: int | Generator | None,
+    seed: int | Generator | DrawnKey | None,
     global_shape: Sequence[int] | None,
     global_offset: Sequence[int] | None,
 ) -> T:
@@ -151,7 +151,7 @@ def _random_fill(
     if target.skip:
         return x
 
-    def call(key: int, stream: int) -> None:
+    def call(key: Key, stream: int) -> None:
         target.run(lambda: target.backend.fill(target.handle, dist, params, key, stream, gs, go))
 
     run_seeded(seed, call)

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from . import _fills
 from ._buffer import CudaBackend, Target, dtype_name, shape_of
-from ._stream import Generator, run_seeded
+from ._stream import Generator, Key, run_seeded
 
 __all__ = ["delta_orthogonal_", "orthogonal_"]
 
@@ -448,7 +448,7 @@ def orthogonal_(
         return x
     threads = _fills.get_num_threads()
 
-    def call(key: int, stream: int) -> None:
+    def call(key: Key, stream: int) -> None:
         with _fork_gate.call():
             target.run(lambda: module.orthogonal(target.handle, g, key, stream, axis, threads))
 
@@ -512,7 +512,7 @@ def delta_orthogonal_(
         return x
     threads = _fills.get_num_threads()
 
-    def call(key: int, stream: int) -> None:
+    def call(key: Key, stream: int) -> None:
         with _fork_gate.call():
             target.run(
                 lambda: module.delta_orthogonal(target.handle, g, key, stream, axis, threads)

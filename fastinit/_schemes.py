@@ -21,7 +21,7 @@ import numpy as np
 
 from . import _fills
 from ._buffer import shape_of
-from ._stream import Generator, as_u64, run_seeded
+from ._stream import DrawnKey, Generator, Key, as_u64, key_value, run_seeded
 
 __all__ = [
     "TRUNCATED_NORMAL_STDDEV_FACTOR",
@@ -236,7 +236,7 @@ def _checked_empty(
     no stream is taken, but the buffer, the shard and the seed are checked as a fill checks
     them (a shard outside a global shape with a zero extent raised nothing, and its non-empty
     buffer was silently left unwritten)."""
-    if seed is not None and not isinstance(seed, Generator):
+    if seed is not None and not isinstance(seed, (Generator, DrawnKey)):
         as_u64(seed, "seed")
     # The shard check eye_ and dirac_ use: no seed, and on an empty shard nothing is written.
     _fills.constant_(x, 0.0, global_shape=global_shape, global_offset=global_offset)
@@ -944,8 +944,9 @@ def sparse_(
 
     # One (key, stream) for the values and, on a stream derived from it, the zero pattern; a
     # Generator's stream is taken only if the whole call succeeds (run_seeded).
-    def write(key: int, stream: int) -> None:
-        _fills.fill_at(x, "normal", (0.0, std), key, stream, global_shape, global_offset)
+    def write(k: Key, stream: int) -> None:
+        _fills.fill_at(x, "normal", (0.0, std), k, stream, global_shape, global_offset)
+        key = key_value(k)  # drawn by now: the fill's checks have passed
         if num_zeros == 0:
             return
         r0, c0 = (0, 0) if global_offset is None else (int(global_offset[0]), int(global_offset[1]))

@@ -8,7 +8,9 @@ only place that locks a :class:`Generator` or positions one on a pair:
 - :func:`run_seeded` takes it only if the call succeeds (commit-on-success), so a rejected
   call leaves the generator where it was;
 - :func:`at` is a generator positioned on a pair already resolved, to hand that exact pair to
-  a public fill that takes ``seed=``.
+  a public fill that takes ``seed=``;
+- a :class:`DrawnKey` (private: ``fastinit.torch`` passes one) is a key drawn from elsewhere
+  only once the native call has checked everything, so a refused call draws nothing.
 
 All 64-bit wrapping uses :data:`U64_MAX` (negatives wrap modulo ``2**64``, as torch's).
 """
@@ -25,10 +27,13 @@ from typing import Any, TypeVar
 __all__ = [
     "DEFAULT_SEED",
     "U64_MAX",
+    "DrawnKey",
     "Generator",
+    "Key",
     "as_u64",
     "at",
     "default_generator",
+    "key_value",
     "manual_seed",
     "resolve",
     "run_seeded",
@@ -154,6 +159,42 @@ def manual_seed(seed: int) -> Generator:
     return default_generator.manual_seed(seed)
 
 
+class DrawnKey:
+    """A key that ``draw()`` gives on first use, and the same key after.
+
+    The native fills take it in place of an int key and call it after every check of the
+    call has passed, before the first write (the bindings' ``seed_key``). ``fastinit.torch``
+    passes one that draws the seed from torch's generator: a call the kernels refuse, which
+    it hands to torch, then leaves that generator where torch's own call would find it.
+    Its stream is 0, as an int seed's. Not thread-safe: one per call.
+    """
+
+    __slots__ = ("_draw", "_key")
+
+    def __init__(self, draw: Callable[[], int]) -> None:
+        self._draw = draw
+        self._key: int | None = None
+
+    @property
+    def drawn(self) -> bool:
+        """Whether the key has been drawn."""
+        return self._key is not None
+
+    def __call__(self) -> int:
+        if self._key is None:
+            self._key = as_u64(self._draw(), "the drawn key")
+        return self._key
+
+
+#: What a fill's ``call(key, stream)`` receives as the key (see :func:`run_seeded`).
+Key = int | DrawnKey
+
+
+def key_value(key: Key) -> int:
+    """The key as an int (a :class:`DrawnKey` is drawn now, if it was not yet)."""
+    return key if isinstance(key, int) else key()
+
+
 def resolve(seed: int | Generator | None) -> tuple[int, int]:
     """Map a ``seed=`` argument to the Philox ``(key, stream)`` pair, taking the stream now.
 
@@ -172,13 +213,17 @@ def resolve(seed: int | Generator | None) -> tuple[int, int]:
     return as_u64(seed, "seed"), 0
 
 
-def run_seeded(seed: int | Generator | None, call: Callable[[int, int], R]) -> R:
+def run_seeded(seed: int | Generator | DrawnKey | None, call: Callable[[Key, int], R]) -> R:
     """Return ``call(key, stream)`` for the pair ``seed`` stands for (see :func:`resolve`).
 
     A Generator's (or the default generator's) stream is taken only if ``call`` returns, so a
     rejected call leaves the generator where it was; the generator's lock is held during the
-    call, which keeps concurrent callers on distinct streams.
+    call, which keeps concurrent callers on distinct streams. A :class:`DrawnKey` is handed to
+    ``call`` as it is, with stream 0: the native call draws it after its checks (or
+    :func:`key_value` does, where Python needs the int).
     """
+    if isinstance(seed, DrawnKey):
+        return call(seed, 0)
     if seed is None or isinstance(seed, Generator):
         g = default_generator if seed is None else seed
         with g._lock:

@@ -662,3 +662,62 @@ def test_a_generator_that_is_not_one_is_a_type_error(name: str) -> None:
     with pytest.raises(TypeError, match="generator"):
         getattr(ft, name)(t, generator=5)
     assert (t == 7.0).all()
+
+
+# Calls fastinit's kernels refuse after torch's checks passed: torch answers them. The seed is
+# drawn only once the kernels' checks have passed, so torch's call finds the generator where
+# torch.nn.init's own call would: the same values (or error) and the same state after.
+REFUSED_BY_THE_KERNELS = {
+    "normal_ infinite mean": lambda m, g: m.normal_(torch.zeros(6), math.inf, 1.0, generator=g),
+    "trunc_normal_ interval without float32 mass": lambda m, g: m.trunc_normal_(
+        torch.zeros(6), 0.0, 1.0, 100.0, 101.0, generator=g
+    ),
+    "trunc_normal_ std below float32": lambda m, g: m.trunc_normal_(
+        torch.zeros(6), 0.0, 1e-30, 1.0, 2.0, generator=g
+    ),
+    "uniform_ expanded": lambda m, g: m.uniform_(torch.zeros(1).expand(4), generator=g),
+    "kaiming_normal_ expanded": lambda m, g: m.kaiming_normal_(
+        torch.zeros(1, 4).expand(3, 4), generator=g
+    ),
+    "orthogonal_ expanded": lambda m, g: m.orthogonal_(torch.zeros(1, 4).expand(3, 4), generator=g),
+    "sparse_ expanded": lambda m, g: m.sparse_(torch.zeros(1, 4).expand(3, 4), 0.5, generator=g),
+}
+
+
+@pytest.mark.parametrize("explicit", [False, True], ids=["default generator", "generator"])
+@pytest.mark.parametrize("name", sorted(REFUSED_BY_THE_KERNELS))
+def test_refused_calls_get_torchs_values_and_generator_state(name: str, explicit: bool) -> None:
+    call = REFUSED_BY_THE_KERNELS[name]
+    results = []
+    for module in (TI, ft):
+        torch.manual_seed(21)
+        g = torch.Generator().manual_seed(22) if explicit else None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # trunc_normal_'s far-mean warning, in both
+            try:
+                outcome: Any = ("ok", call(module, g).clone())
+            except Exception as e:  # the outcome is compared, whatever it is
+                outcome = (type(e).__name__, str(e))
+        results.append((outcome, torch.rand(4, generator=g)))
+    (want, want_after), (got, got_after) = results
+    assert got[0] == want[0]
+    assert torch.equal(got[1], want[1]) if want[0] == "ok" else got[1] == want[1]
+    assert torch.equal(got_after, want_after)
+
+
+def test_empty_tensors_still_take_one_draw() -> None:
+    # A native call that writes nothing still draws its seed, as every native call does, so
+    # the seeds of the tensors after it do not depend on whether it was empty.
+    fills = {
+        "uniform_": ft.uniform_,
+        "normal_": ft.normal_,
+        "trunc_normal_": ft.trunc_normal_,
+        "sparse_": lambda t: ft.sparse_(t, 0.5),  # an empty shape never reaches the kernels
+    }
+    for name, fill in fills.items():
+        torch.manual_seed(5)
+        fill(torch.empty(0, 3))
+        state = torch.get_rng_state()
+        torch.manual_seed(5)
+        torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64)
+        assert torch.equal(state, torch.get_rng_state()), name

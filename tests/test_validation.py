@@ -230,3 +230,108 @@ def test_float64_fills_take_means_and_stds_beyond_float32() -> None:
     assert np.isfinite(x).all() and abs(x.mean() / 1e300 - 1) < 0.01
     fastinit.trunc_normal_(x, 0.0, 1e39, -1e38, 1e38, seed=1)
     assert ((x >= -1e38) & (x <= 1e38)).all() and x.std() > 1e37
+
+
+# --------------------------------------------------------------------------------------------
+# A key the native call draws only after its checks (the bindings' seed_key): fastinit.torch
+# passes one that draws from torch's generator, which a refused call must leave untouched.
+# --------------------------------------------------------------------------------------------
+
+
+class _CountingKey:
+    def __init__(self, key: int = 1234, error: Exception | None = None) -> None:
+        self.calls, self.key, self.error = 0, key, error
+
+    def __call__(self) -> int:
+        self.calls += 1
+        if self.error is not None:
+            raise self.error
+        return self.key
+
+
+def _overlapping(base: np.ndarray) -> np.ndarray:
+    return np.lib.stride_tricks.as_strided(base, shape=(base.size - 1, 2), strides=(4, 4))
+
+
+def _native_fills() -> dict[str, Any]:
+    """name -> write(buffer, key, **bad): each native entry point that takes a key."""
+    from fastinit import _core
+
+    fills: dict[str, Any] = {
+        "fill": lambda x, key, params=(0.0, 1.0): _core.fill(x, "normal", params, key, 3),
+    }
+    try:
+        from fastinit import _orthogonal
+
+        blas = _orthogonal.load_blas()
+        fills["orthogonal"] = lambda x, key, params=None: blas.orthogonal(x, 1.0, key, 3)
+    except RuntimeError:  # built without the orthogonal module
+        pass
+    try:
+        from fastinit import _cuda  # type: ignore[attr-defined]
+
+        fills["cuda emulated"] = lambda x, key, params=(0.0, 1.0): _cuda._emulate_fill(
+            x, "normal", params, key, 3
+        )
+    except ImportError:  # built without CUDA
+        pass
+    return fills
+
+
+@pytest.mark.parametrize("name", sorted(_native_fills()))
+def test_a_callable_key_is_called_once_after_the_checks(name: str) -> None:
+    write = _native_fills()[name]
+    a, b = sentinel(), sentinel()
+    key = _CountingKey()
+    write(a, key)
+    write(b, 1234)
+    assert key.calls == 1 and np.array_equal(a, b) and not untouched(a)
+
+    base = sentinel(17)
+    key = _CountingKey()
+    with pytest.raises(ValueError, match="overlap"):
+        write(_overlapping(base), key)
+    assert key.calls == 0 and untouched(base)
+
+    failing = sentinel()
+    key = _CountingKey(error=LookupError("no seed today"))
+    with pytest.raises(LookupError, match="no seed today"):
+        write(failing, key)
+    assert key.calls == 1 and untouched(failing)
+
+    for bad in (1.5, "7", None):
+        with pytest.raises(TypeError, match="key must be an int or a callable"):
+            write(failing, bad)
+    assert untouched(failing)
+
+
+def test_a_callable_key_is_not_called_for_refused_parameters() -> None:
+    from fastinit import _core
+
+    key = _CountingKey()
+    x = sentinel()
+    with pytest.raises(ValueError):
+        _core.fill(x, "trunc_normal", (0.0, 1.0, 2.0, 1.0), key, 0)
+    with pytest.raises(ValueError):
+        _core.fill(x, "normal", (math.inf, 1.0), key, 0)
+    with pytest.raises(ValueError):
+        _core.fill(x, "normal", (0.0, 1.0), key, 0, (16, 8), (1, 0))  # outside the global shape
+    assert key.calls == 0 and untouched(x)
+
+
+def test_delta_orthogonal_draws_its_key_after_its_checks() -> None:
+    from fastinit import _orthogonal
+
+    try:
+        blas = _orthogonal.load_blas()
+    except RuntimeError:
+        pytest.skip("built without the orthogonal module")
+    x = np.full((3, 4, 6), SENTINEL, np.float32)
+    key = _CountingKey()
+    with pytest.raises(ValueError, match="column_axis"):
+        blas.delta_orthogonal(x, 1.0, key, 0, 5)
+    assert key.calls == 0 and untouched(x)
+    blas.delta_orthogonal(x, 1.0, key, 0)
+    y = np.full((3, 4, 6), SENTINEL, np.float32)
+    blas.delta_orthogonal(y, 1.0, 1234, 0)
+    assert key.calls == 1 and np.array_equal(x, y) and (x[0] == 0).all()

@@ -17,9 +17,11 @@ import torch
 from torch import Tensor
 
 from .. import _fills, _orthogonal, _schemes
+from .._stream import DrawnKey
 from . import _dtensor, _integrations
 from ._target import (
     ORIGINALS,
+    check_generator,
     check_no_fixed_seed,
     draw_seed,
     fixed_seed_value,
@@ -91,6 +93,16 @@ def _seed_of(tensor: Tensor, generator: torch.Generator | None) -> int:
     return draw_seed(generator) if seed is None else seed
 
 
+def _local_seed(generator: torch.Generator | None) -> int | DrawnKey:
+    """The seed of one fill of a plain tensor: :func:`fixed_seed`'s if set, else a key that
+    the native call draws from ``generator`` only once its checks have passed."""
+    seed = fixed_seed_value()
+    if seed is not None:
+        return seed
+    check_generator(generator)
+    return DrawnKey(lambda: draw_seed(generator))
+
+
 def _fallback_generator(
     tensor: Tensor, generator: torch.Generator | None
 ) -> torch.Generator | None:
@@ -149,21 +161,29 @@ def _random(
         return fallback()
     if torch_decides and fixed_seed_value() is None:
         return fallback()
-    if _dtensor.is_dtensor(tensor):
+    # A DTensor's seed is drawn first, and made common to the mesh (a collective, which every
+    # rank must reach whatever its shard); a plain tensor's only after the kernels' checks.
+    dtensor = _dtensor.is_dtensor(tensor)
+    if dtensor:
         _dtensor.shard_spec(tensor)
-    seed = _seed_of(tensor, generator)
+        mesh_seed = _seed_of(tensor, generator)
+    else:
+        seed = _local_seed(generator)
     try:
-        if _dtensor.is_dtensor(tensor):
-            return _dtensor.apply_to_dtensor(fill, tensor, *args, seed=seed)
+        if dtensor:
+            return _dtensor.apply_to_dtensor(fill, tensor, *args, seed=mesh_seed)
         fill(tensor.detach(), *args, seed=seed)
     except ValueError:
         # Arguments torch accepts and fastinit's kernels cannot honour (a non-finite mean,
         # a truncation interval with no float32 probability mass, overlapping elements):
         # torch's own values or error, as the drop-in never fails where torch works. Nothing
-        # was written. (The seed was drawn: torch's generator has moved on by one draw.)
+        # was written, and a plain tensor's seed was not drawn, so torch's call finds the
+        # generator as torch.nn.init's would. (A DTensor's was: the generator is one draw on.)
         if fixed_seed_value() is not None:
             raise
         return fallback()
+    if isinstance(seed, DrawnKey):
+        seed()  # one draw per call, as for a tensor the call wrote (an empty one writes none)
     return written(tensor)
 
 

@@ -28,6 +28,7 @@ from . import _integrations
 __all__ = [
     "NATIVE_DTYPES",
     "ORIGINALS",
+    "check_generator",
     "check_no_fixed_seed",
     "cuda_native",
     "draw_seed",
@@ -71,15 +72,20 @@ def is_native(tensor: Tensor) -> bool:
     return True
 
 
+def check_generator(generator: Any) -> None:
+    """TypeError, as torch's, unless ``generator`` is a torch.Generator or None."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(
+            f"argument 'generator' must be torch.Generator, not {type(generator).__name__}"
+        )
+
+
 def draw_seed(generator: torch.Generator | None) -> int:
     """One 64-bit seed from ``generator``, or from torch's default CPU generator when None.
 
     Inside ``materialize_`` "None" means the generator it set for this thread.
     """
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(
-            f"argument 'generator' must be torch.Generator, not {type(generator).__name__}"
-        )
+    check_generator(generator)
     if generator is None:
         generator = _integrations.thread_generator("cpu")
     if generator is None:

@@ -19,6 +19,17 @@ FASTINIT_CORE_API BufferView acquire_buffer(py::handle obj);
 FASTINIT_CORE_API Shard make_shard(const BufferView& b, py::handle global_shape,
                                    py::handle global_offset);
 
+// A random fill's `key` argument: an int, or a callable returning one. The bindings call this
+// after every check of the call has passed and before anything is written, so a callable is
+// called exactly once, and only for a call that will write: fastinit.torch passes one that
+// draws the seed from torch's generator, which a call the kernels refuse (and hand to torch)
+// must leave untouched. Raises TypeError for anything else, and what the callable raises.
+inline uint64_t seed_key(py::handle key) {
+  if (PyLong_Check(key.ptr())) return key.cast<uint64_t>();
+  if (PyCallable_Check(key.ptr()) != 0) return key().cast<uint64_t>();
+  throw py::type_error("fastinit: key must be an int or a callable returning one");
+}
+
 // scatter_constant's indices as a C-contiguous int64 array (a copy only where a conversion is
 // needed); TypeError when they cannot be converted.
 inline py::array_t<int64_t, py::array::c_style | py::array::forcecast> int64_indices(

@@ -73,6 +73,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -113,16 +114,29 @@ MatrixLayout matrix_layout(const BufferView& b, std::optional<int> column_axis);
 template <class S>
 void householder_from_normals(S* x, int64_t n, int64_t first_row, double* tau, double* d);
 
-// Fills the whole buffer (CPU memory) with gain * a Haar (semi-)orthogonal matrix. Validates
-// everything and allocates every workspace before the first write. Release the GIL around it.
-// Returns false when opt.stop ended it early.
-bool orthogonal_cpu(const BufferView& b, std::optional<int> column_axis,
-                    const OrthogonalOptions& opt);
+// A validated orthogonal fill of a whole buffer (CPU memory). Preparing it checks everything
+// and allocates every workspace; run() only writes, from the Philox pair (key, stream). So the
+// bindings prepare with the GIL held, only then take the seed (which fastinit.torch draws from
+// torch's generator: a refused call must leave it untouched), and run without the GIL.
+// The prepared fill refers to the BufferView: keep that alive until run() returns.
+class OrthogonalFill {
+ public:
+  virtual ~OrthogonalFill() = default;
+  // Returns false when stop ended it early (see OrthogonalOptions::stop); opt's key, stream
+  // and stop at preparation are replaced by these.
+  virtual bool run(uint64_t key, uint64_t stream, const std::function<bool()>& stop) = 0;
+};
+
+// gain * a Haar (semi-)orthogonal matrix.
+std::unique_ptr<OrthogonalFill> prepare_orthogonal(const BufferView& b,
+                                                   std::optional<int> column_axis,
+                                                   const OrthogonalOptions& opt);
 
 // JAX's delta_orthogonal: zeros everywhere except the spatial centre
-// [(k1-1)/2, (k2-1)/2, ..., :, :], which gets orthogonal_cpu of its last two dimensions.
-bool delta_orthogonal_cpu(const BufferView& b, std::optional<int> column_axis,
-                          const OrthogonalOptions& opt);
+// [(k1-1)/2, (k2-1)/2, ..., :, :], which gets the orthogonal matrix of its last two dimensions.
+std::unique_ptr<OrthogonalFill> prepare_delta_orthogonal(const BufferView& b,
+                                                         std::optional<int> column_axis,
+                                                         const OrthogonalOptions& opt);
 
 // The BLAS in use: config string, core name, threads.
 std::string blas_config();
