@@ -813,7 +813,7 @@ def sparse_zero_rows(
 
     ``stream`` is the pattern stream (:func:`sparse_pattern_stream`). The rows of each column
     come unsorted. Holds every key of the columns at once: for columns of at most
-    ``_SPARSE_CHUNK_KEYS`` rows (taller ones go through :func:`sparse_zero_threshold`).
+    ``_SPARSE_CHUNK_KEYS`` rows (taller ones go through :func:`sparse_column_zero_rows`).
     """
     keys = _rank_keys(rows, col_start, col_stop - col_start, 0, rows, key, stream)
     if num_zeros < rows:
@@ -821,41 +821,49 @@ def sparse_zero_rows(
     return (keys & _row_mask(rows)).astype(np.int64)
 
 
-def sparse_zero_threshold(
+def sparse_column_zero_rows(
     rows: int,
     num_zeros: int,
     col: int,
+    row_start: int,
+    row_stop: int,
     key: int,
     stream: int,
     *,
     chunk: int = _SPARSE_CHUNK_KEYS,
     digit_bits: int = 16,
-) -> int:
-    """The ``num_zeros``-th smallest rank key of column ``col`` (``1 <= num_zeros <= rows``).
+) -> Iterator[np.ndarray]:
+    """The zero rows of column ``col`` within ``[row_start, row_stop)``, as int64 arrays.
 
-    The zeros of the column are the rows whose key is at most this threshold (keys are
-    distinct), the same rows :func:`sparse_zero_rows` gives. Memory is bounded by ``chunk``
-    keys whatever ``rows`` is: a radix selection regenerates the column's keys in runs of
-    ``chunk`` rows, counts the candidates' next ``digit_bits`` bits in each pass and keeps the
-    bucket that holds the wanted rank, until at most ``chunk`` candidates remain, which one
-    last pass collects and partitions. Random keys leave about ``rows / 2**digit_bits``
-    candidates after the first pass, so a column takes two passes up to 2**37 rows.
+    The zeros are the rows whose rank key is among the column's ``num_zeros`` smallest
+    (``1 <= num_zeros <= rows``), the rows :func:`sparse_zero_rows` gives, for columns of any
+    height: at most ``chunk`` keys are alive at a time (and arrays of at most ``chunk`` rows
+    are yielded). A radix selection regenerates the column's keys in runs of ``chunk`` rows,
+    counts the candidates' next ``digit_bits`` bits in each pass and keeps the bucket that
+    holds the ``num_zeros``-th key, until at most ``chunk`` candidates remain. Random keys
+    leave about ``rows / 2**digit_bits`` after the first pass, so one counting pass suffices
+    up to 2**37 rows. The last pass yields the range's rows whose key lies below that bucket
+    and collects the bucket, whose smallest keys are the remaining zeros: two passes over the
+    column in all, whatever the range.
     """
     if not 1 <= num_zeros <= rows:
         raise ValueError(f"num_zeros must be in [1, {rows}], got {num_zeros}")
     rank = num_zeros - 1  # 0-based rank among the remaining candidates
     shift, prefix, count = 64, 0, rows  # candidates: keys whose bits from `shift` up are prefix
 
-    def candidates() -> Iterator[np.ndarray]:
+    def runs() -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
+        # (first row, keys, their bits from `shift` up; None while every key is a candidate)
         for start in range(0, rows, chunk):
             keys = _rank_keys(rows, col, 1, start, min(start + chunk, rows), key, stream)[0]
-            yield keys if shift == 64 else keys[(keys >> np.uint64(shift)) == np.uint64(prefix)]
+            yield start, keys, None if shift == 64 else keys >> np.uint64(shift)
 
     while count > chunk:
         width = min(digit_bits, shift)
         digit_mask = np.uint64((1 << width) - 1)
         hist = np.zeros(1 << digit_bits, np.int64)
-        for keys in candidates():
+        for _, keys, top in runs():
+            if top is not None:
+                keys = keys[top == np.uint64(prefix)]
             hist += np.bincount(
                 ((keys >> np.uint64(shift - width)) & digit_mask).astype(np.intp),
                 minlength=1 << digit_bits,
@@ -866,8 +874,24 @@ def sparse_zero_threshold(
         count = int(hist[digit])
         shift -= width
         prefix = (prefix << width) | digit
-    found = np.concatenate(list(candidates()))
-    return int(np.partition(found, rank)[rank])
+    found_keys, found_rows = [], []
+    for start, keys, top in runs():
+        if top is None:
+            inside = np.arange(keys.size)
+        else:
+            lo = min(max(row_start - start, 0), keys.size)
+            hi = min(max(row_stop - start, 0), keys.size)
+            zeros = np.flatnonzero(top[lo:hi] < np.uint64(prefix))
+            if zeros.size:
+                yield zeros + (start + lo)
+            inside = np.flatnonzero(top == np.uint64(prefix))
+        found_keys.append(keys[inside])
+        found_rows.append(inside + start)
+    keys, found = np.concatenate(found_keys), np.concatenate(found_rows)
+    threshold = np.partition(keys, rank)[rank]
+    zeros = found[(keys <= threshold) & (found >= row_start) & (found < row_stop)]
+    if zeros.size:
+        yield zeros
 
 
 def sparse_(
@@ -920,10 +944,9 @@ def sparse_(
     The pattern pass does ``O(rows)`` work per column of the shard (over every row of the
     column, not only the shard's) in NumPy, holding at most ``2**21`` keys at a time (under
     ~90 MiB with their temporaries) whatever the shape: columns of more than ``2**21`` rows go
-    through a radix selection of their threshold key (:func:`sparse_zero_threshold`), which
-    generates the column's keys twice and the shard's rows once more (1.5x the time of one
-    pass over whole columns). It is far slower per element than the fills, as torch's
-    ``sparse_`` is.
+    through a radix selection (:func:`sparse_column_zero_rows`), which generates the column's
+    keys twice (about 2x the time of one pass over whole columns). It is far slower per element
+    than the fills, as torch's ``sparse_`` is.
     """
     shape = _target_shape(x, global_shape)
     if len(shape) != 2:
@@ -969,21 +992,18 @@ def sparse_(
                 inside = (zero_rows >= r0) & (zero_rows < r1)
                 zero((zero_rows * cols + col)[inside])
             return
-        # Taller columns: each column's threshold key by a bounded radix selection, then the
-        # shard's rows whose keys are at most the threshold, in runs of `budget` rows.
+        # Taller columns: each column's zeros in the shard's rows by a bounded radix selection.
         for j in range(c0, c1):
-            threshold = (
-                sparse_zero_threshold(rows, num_zeros, j, key, pattern, chunk=budget)
-                if num_zeros < rows
-                else None
-            )
-            for start in range(r0, r1, budget):
-                stop = min(start + budget, r1)
-                if threshold is None:
-                    zero_rows = np.arange(start, stop, dtype=np.int64)
-                else:
-                    keys = _rank_keys(rows, j, 1, start, stop, key, pattern)[0]
-                    zero_rows = np.flatnonzero(keys <= np.uint64(threshold)) + start
+            runs: Iterator[np.ndarray]
+            if num_zeros == rows:  # every row: no selection
+                runs = (
+                    np.arange(a, min(a + budget, r1), dtype=np.int64) for a in range(r0, r1, budget)
+                )
+            else:
+                runs = sparse_column_zero_rows(
+                    rows, num_zeros, j, r0, r1, key, pattern, chunk=budget
+                )
+            for zero_rows in runs:
                 zero(zero_rows * cols + j)
 
     run_seeded(seed, write)

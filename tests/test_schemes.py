@@ -476,22 +476,31 @@ def test_sparse_pattern_is_frozen() -> None:
 GOLDEN_SPARSE_ROWS = [[0, 6, 9], [5, 7, 9], [1, 3, 8], [0, 6, 7]]
 
 
+def _column_zeros(rows: int, num_zeros: int, start: int, stop: int, **kw: int) -> np.ndarray:
+    runs = list(_schemes.sparse_column_zero_rows(rows, num_zeros, 3, start, stop, 99, 7, **kw))
+    chunk = kw.get("chunk", 1 << 21)
+    assert all(r.size <= chunk for r in runs)
+    return np.sort(np.concatenate(runs)) if runs else np.empty(0, np.int64)
+
+
 @pytest.mark.parametrize("rows", [1, 2, 3, 17, 1000, 4097])
 @pytest.mark.parametrize(("chunk", "digit_bits"), [(1, 4), (3, 2), (7, 16), (64, 1), (1 << 21, 16)])
-def test_sparse_threshold_is_the_ranked_key(rows: int, chunk: int, digit_bits: int) -> None:
-    # The bounded radix selection gives the num_zeros-th smallest key exactly, whatever run
-    # length and digit width (small ones force many histogram passes and candidate runs).
-    stream = _schemes.sparse_pattern_stream(7)
-    ranked = np.sort(_schemes._rank_keys(rows, 3, 1, 0, rows, 99, stream)[0])
+def test_sparse_column_zeros_are_the_smallest_keys(rows: int, chunk: int, digit_bits: int) -> None:
+    # The bounded radix selection gives the rows of the num_zeros smallest keys exactly,
+    # whatever run length and digit width (small ones force many histogram passes and
+    # candidate runs), for the whole column and for row ranges inside and across runs.
+    keys = _schemes._rank_keys(rows, 3, 1, 0, rows, 99, 7)[0]
+    order = np.argsort(keys)
+    ranges = {(0, rows), (rows // 3, rows - rows // 4), (rows - 1, rows), (0, 1), (rows, rows)}
     for num_zeros in sorted({1, max(rows // 2, 1), max(rows - 1, 1), rows}):
-        threshold = _schemes.sparse_zero_threshold(
-            rows, num_zeros, 3, 99, stream, chunk=chunk, digit_bits=digit_bits
-        )
-        assert threshold == int(ranked[num_zeros - 1])
+        want = np.sort(order[:num_zeros])
+        for start, stop in sorted(ranges):
+            got = _column_zeros(rows, num_zeros, start, stop, chunk=chunk, digit_bits=digit_bits)
+            assert np.array_equal(got, want[(want >= start) & (want < stop)]), (start, stop)
 
 
 @pytest.mark.parametrize("digit_bits", [5, 7, 16])
-def test_sparse_threshold_last_digit_is_narrower(
+def test_sparse_column_zeros_last_digit_is_narrower(
     monkeypatch: pytest.MonkeyPatch, digit_bits: int
 ) -> None:
     # Keys that share their top 56 bits make the selection run down to the lowest bits, where
@@ -507,10 +516,10 @@ def test_sparse_threshold_last_digit_is_narrower(
         return fake[None, start:stop]
 
     monkeypatch.setattr(_schemes, "_rank_keys", keys)
-    ranked = np.sort(fake)
+    order = np.argsort(fake)
     for num_zeros in (1, 2, 77, 199, 200):
-        t = _schemes.sparse_zero_threshold(rows, num_zeros, 0, 0, 0, chunk=1, digit_bits=digit_bits)
-        assert t == int(ranked[num_zeros - 1])
+        got = _column_zeros(rows, num_zeros, 0, rows, chunk=1, digit_bits=digit_bits)
+        assert np.array_equal(got, np.sort(order[:num_zeros]))
 
 
 @pytest.mark.parametrize("sparsity", [0.37, 1.0, 0.001])
@@ -546,9 +555,9 @@ def test_sparse_pattern_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> No
     # The zeros are the rows whose keys rank below ceil(rows / 2) in their column.
     stream = _schemes.sparse_pattern_stream(0)
     for j in (1, 2):
-        t = _schemes.sparse_zero_threshold(rows, rows // 2, j, 1, stream, chunk=1 << 16)
+        t = np.partition(_schemes._rank_keys(rows, j, 1, 0, rows, 1, stream)[0], rows // 2 - 1)
         keys = _schemes._rank_keys(rows, j, 1, rows - 3, rows, 1, stream)[0]
-        assert np.array_equal(x[:, j - 1] == 0, keys <= t)
+        assert np.array_equal(x[:, j - 1] == 0, keys <= t[rows // 2 - 1])
 
 
 def test_sparse_pattern_follows_the_stream() -> None:
