@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Instruction counts and a same-run timing ratio of the x86 kernel sets, without Python bindings
 # (tests/native/kernel_count.cpp):
-#   1. dynamic instructions per element of the AVX2 (and scalar) kernels under
-#      valgrind --tool=callgrind (repeatable on a loaded machine; valgrind cannot run AVX-512);
-#   2. vector ALU operations per element, AVX2 executed and AVX-512 static, and the AVX2 / AVX-512
-#      time ratio they bound on each kind of core (tools/op_mix.py);
+#   1. dynamic instructions per element of the scalar kernels under valgrind --tool=callgrind
+#      (repeatable on a loaded machine; valgrind cannot run AVX-512);
+#   2. the AVX2 kernels' instructions and vector ALU operations per element (executed, the same
+#      callgrind runs), AVX-512's (static), and the AVX2 / AVX-512 time ratio they bound on each
+#      kind of core (tools/op_mix.py);
 #   3. `kernel_count ratio avx2 avx512` (or avx2 scalar on a CPU without AVX-512): both sets
 #      alternated in one process on a 32768-element (cache-resident) buffer, one thread, medians.
 # (Static per-group counts went with the group function: the AVX2 words now come from generated
@@ -34,10 +35,10 @@ g++ "${f[@]}" -fopenmp -c csrc/fill.cpp -o "$work/fill.o"
 g++ "${f[@]}" "${have[@]}" -fopenmp -no-pie tests/native/kernel_count.cpp "$work"/{scalar,avx2,avx512,dispatch,fill}.o -o "$work/kc"
 
 if [[ "${SKIP_CALLGRIND:-0}" == 0 ]] && command -v valgrind >/dev/null; then
-  echo "== dynamic instructions per element (callgrind; difference of 3 and 1 fills of 65536)"
+  echo "== scalar: dynamic instructions per element (callgrind; difference of 3 and 1 fills of 65536)"
   ir() { valgrind --tool=callgrind --callgrind-out-file=/dev/null "$work/kc" "$@" 2>&1 |
            sed -n 's/.*Collected : \([0-9]*\).*/\1/p'; }
-  for isa in avx2 scalar; do
+  for isa in scalar; do
     for op in uniform normal trunc_normal; do
       for dt in f32 bf16; do
         a=$(ir "$isa" "$op" "$dt" 65536 1)
@@ -49,7 +50,7 @@ if [[ "${SKIP_CALLGRIND:-0}" == 0 ]] && command -v valgrind >/dev/null; then
 fi
 
 if [[ "${SKIP_CALLGRIND:-0}" == 0 ]] && command -v valgrind >/dev/null && command -v objdump >/dev/null; then
-  echo "== operation mix: AVX2 against AVX-512 (tools/op_mix.py)"
+  echo "== AVX2 against AVX-512 (tools/op_mix.py)"
   python3 tools/op_mix.py "$work/kc" "$work/avx512.o"
 fi
 

@@ -3,9 +3,9 @@
 ratio they imply on each kind of core (tools/kernel_counts.sh runs this).
 
 AVX2: executed counts (valgrind --tool=callgrind --dump-instr=yes on kernel_count, the
-difference of 3 and 1 fills, so setup cancels), which follow the generated Philox pipeline and
-the transforms' branches as they run. AVX-512: valgrind cannot run it and this machine may lack
-it, so the count is static and approximate: the instructions between the group loop's back-edge
+difference of 3 and 1 fills, so setup cancels), of all instructions and of the vector ALU ones,
+which follow the generated Philox pipeline and the transforms' branches as they run. AVX-512:
+valgrind cannot run it and this machine may lack it, so the count is static and approximate: the instructions between the group loop's back-edge
 and its target (the loop with the most vpmuludq, 64 elements per iteration). That span can hold
 out-of-line code of other paths (a clamp, a store variant) and miss hot code the compiler placed
 outside it: for float32 uniform_ the spans with the same multiplies hold 2.2-2.7 operations
@@ -106,13 +106,16 @@ def executed(binary: str, case: tuple[str, str], reps: int) -> collections.Count
         return parse_callgrind(out.read_text())
 
 
-def avx2_alu(binary: str, case: tuple[str, str], names: dict[int, str]) -> float:
+def avx2_counts(binary: str, case: tuple[str, str], names: dict[int, str]) -> tuple[float, float]:
+    """(instructions, vector ALU operations) per element of the AVX2 kernel: the difference
+    of 3 and 1 fills of N elements, so setup cancels."""
     one, three = executed(binary, case, 1), executed(binary, case, 3)
     mix: collections.Counter[str] = collections.Counter()
     for addr in three:
         if three[addr] > one[addr]:
             mix[names.get(addr, "?")] += three[addr] - one[addr]
-    return vector_alu(mix) / (2 * N)
+    total = sum(three.values()) - sum(one.values())
+    return total / (2 * N), vector_alu(mix) / (2 * N)
 
 
 def avx512_alu(text: str, case: tuple[str, str]) -> float:
@@ -143,17 +146,17 @@ def main() -> None:
     binary, avx512_object = sys.argv[1:3]
     names = {a: name for a, name, _ in instructions(disassembly(binary))}
     text512 = disassembly(avx512_object)
-    print("vector ALU operations per element: AVX2 (executed), AVX-512 (static, approximate: the")
-    print("shortest loop span with the group's multiplies), their ratio (the time ratio it implies")
-    print("on Zen 5), and the ratio implied on Intel server cores and on Zen 4 (if every operation")
-    print("could issue on any vector port)")
+    print("per element: AVX2 instructions and vector ALU operations (executed), AVX-512 vector ALU")
+    print("operations (static, approximate: the shortest loop span with the group's multiplies),")
+    print("their ratio (the time ratio it implies on Zen 5), and the ratio implied on Intel server")
+    print("cores and on Zen 4 (if every operation could issue on any vector port)")
     for case in CASES:
-        a2 = avx2_alu(binary, case, names)
+        ins2, a2 = avx2_counts(binary, case, names)
         a5 = avx512_alu(text512, case)
         r = a2 / a5
         print(
-            f"{case[0]:>13} {case[1]:<4}  AVX2 {a2:5.2f}  AVX-512 {a5:4.2f}  ratio {r:4.2f}x"
-            f"  Intel {r * 2 / 3:4.2f}x  Zen 4 {r / 2:4.2f}x"
+            f"{case[0]:>13} {case[1]:<4}  AVX2 {ins2:5.2f} ins {a2:5.2f} ALU  AVX-512 {a5:4.2f}"
+            f"  ratio {r:4.2f}x  Intel {r * 2 / 3:4.2f}x  Zen 4 {r / 2:4.2f}x"
         )
 
 
