@@ -5,15 +5,16 @@ ratio they imply on each kind of core (tools/kernel_counts.sh runs this).
 AVX2: executed counts (valgrind --tool=callgrind --dump-instr=yes on kernel_count, the
 difference of 3 and 1 fills, so setup cancels), of all instructions and of the vector ALU ones,
 which follow the generated Philox pipeline and the transforms' branches as they run. AVX-512:
-valgrind cannot run it and this machine may lack it, so the count is static and approximate: the instructions between the group loop's back-edge
-and its target (the loop with the most vpmuludq, 64 elements per iteration). That span can hold
-out-of-line code of other paths (a clamp, a store variant) and miss hot code the compiler placed
-outside it: for float32 uniform_ the spans with the same multiplies hold 2.2-2.7 operations
-per element (the shortest, reported, 2.55). trunc_normal_'s tail branches leave the span, so
-its count is the common path. A cross-check: AVX-512 Philox (6 operations per round of eight
-blocks, about 1.9 per element) plus half the AVX2 transforms' operations (the same C++ on
-16-lane values, one 512-bit operation where AVX2 takes two) comes within 2-5% of each count
-but float32 uniform_'s (2.1, against the span's 2.55).
+valgrind cannot run it and this machine may lack it, so the count is static and approximate: the
+instructions between the group loop's back-edge and its target (the loop with the most vpmuludq,
+64 elements per iteration). That span can hold out-of-line code of other paths (a clamp, a store
+variant) and miss hot code the compiler placed outside it: for float32 uniform_ the spans with
+the same multiplies hold 2.2-2.7 operations per element (the shortest, reported, 2.55).
+trunc_normal_'s tail branches leave the span, so its count is the common path. A cross-check:
+AVX-512 Philox (6 operations per round of eight blocks, about 1.9 per element) plus half the
+AVX2 transforms' operations (the same C++ on 16-lane values, one 512-bit operation where AVX2
+takes two) comes within 2-5% of each count but float32 uniform_'s (2.1, against the span's
+2.55).
 
 "Vector ALU" counts every vector instruction but moves, loads, stores and broadcasts (those use
 the load/store pipes). The implied ratios assume throughput-bound code that keeps every vector
