@@ -182,7 +182,7 @@ class DrawnKey:
 
     def __call__(self) -> int:
         if self._key is None:
-            self._key = as_u64(self._draw(), "the drawn key")
+            self._key = self._draw()  # a 64-bit unsigned int (the bindings refuse others)
         return self._key
 
 
