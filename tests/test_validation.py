@@ -302,6 +302,13 @@ def test_a_callable_key_is_called_once_after_the_checks(name: str) -> None:
     for bad in (1.5, "7", None):
         with pytest.raises(TypeError, match="key must be an int or a callable"):
             write(failing, bad)
+    with pytest.raises(TypeError, match="returned float, not an int"):
+        write(failing, lambda: 1.5)
+    for bad in (-1, 1 << 64):
+        with pytest.raises(ValueError, match=r"key must lie in \[0, 2\*\*64\)"):
+            write(failing, bad)
+        with pytest.raises(ValueError, match=r"key must lie in \[0, 2\*\*64\)"):
+            write(failing, lambda bad=bad: bad)
     assert untouched(failing)
 
 

@@ -3,6 +3,8 @@
 // headers, for the code that only loops over it.
 #pragma once
 
+#include <string>
+
 #include "fastinit/buffer_view.hpp"
 #include "fastinit/config.hpp"
 #include "fastinit/prelude.hpp"
@@ -23,11 +25,24 @@ FASTINIT_CORE_API Shard make_shard(const BufferView& b, py::handle global_shape,
 // after every check of the call has passed and before anything is written, so a callable is
 // called exactly once, and only for a call that will write: fastinit.torch passes one that
 // draws the seed from torch's generator, which a call the kernels refuse (and hand to torch)
-// must leave untouched. Raises TypeError for anything else, and what the callable raises.
+// must leave untouched. Raises TypeError for anything else (or a callable's result that is not
+// an int), ValueError for an int outside [0, 2**64), and what the callable raises.
 inline uint64_t seed_key(py::handle key) {
-  if (PyLong_Check(key.ptr())) return key.cast<uint64_t>();
-  if (PyCallable_Check(key.ptr()) != 0) return key().cast<uint64_t>();
-  throw py::type_error("fastinit: key must be an int or a callable returning one");
+  py::object k = py::reinterpret_borrow<py::object>(key);
+  if (!PyLong_Check(k.ptr())) {
+    if (PyCallable_Check(k.ptr()) == 0)
+      throw py::type_error("fastinit: key must be an int or a callable returning one");
+    k = k();
+    if (!PyLong_Check(k.ptr()))
+      throw py::type_error("fastinit: the key callable returned " +
+                           std::string(Py_TYPE(k.ptr())->tp_name) + ", not an int");
+  }
+  const unsigned long long v = PyLong_AsUnsignedLongLong(k.ptr());
+  if (v == static_cast<unsigned long long>(-1) && PyErr_Occurred() != nullptr) {
+    PyErr_Clear();
+    throw py::value_error("fastinit: key must lie in [0, 2**64)");
+  }
+  return v;
 }
 
 // scatter_constant's indices as a C-contiguous int64 array (a copy only where a conversion is
