@@ -270,14 +270,14 @@ class _TorchOrthogonal:
         self.backend = backend
 
     def orthogonal(
-        self, target: Any, gain: float, key: int, stream: int, column_axis: Any, threads: int
+        self, target: Any, gain: float, key: Key, stream: int, column_axis: Any, threads: int
     ) -> None:
         torch, t = self.backend.as_torch(target, "orthogonal_")
         with self.backend.torch_context(torch):
             orthogonal_torch(t, gain, key, stream, column_axis)
 
     def delta_orthogonal(
-        self, target: Any, gain: float, key: int, stream: int, column_axis: int, threads: int
+        self, target: Any, gain: float, key: Key, stream: int, column_axis: int, threads: int
     ) -> None:
         torch, t = self.backend.as_torch(target, "delta_orthogonal_")
         with self.backend.torch_context(torch):
@@ -286,7 +286,7 @@ class _TorchOrthogonal:
             orthogonal_torch(t[centre], gain, key, stream, column_axis)
 
 
-def orthogonal_torch(t: Any, gain: float, key: int, stream: int, column_axis: int | None) -> None:
+def orthogonal_torch(t: Any, gain: float, key: Key, stream: int, column_axis: int | None) -> None:
     """Write ``gain`` times the (key, stream) Haar (semi-)orthogonal matrix into the torch
     tensor ``t`` (any device), through torch's own linear algebra.
 

@@ -945,7 +945,8 @@ def sparse_(
     column, not only the shard's) in NumPy, holding at most ``2**21`` keys at a time (under
     ~90 MiB with their temporaries) whatever the shape: columns of more than ``2**21`` rows go
     through a radix selection (:func:`sparse_column_zero_rows`), which generates the column's
-    keys twice (about 2x the time of one pass over whole columns). It is far slower per element
+    keys twice (~1.4x the time of holding whole columns: 0.82 against 0.60 s for two columns
+    of 2**22 rows on a Zen 3 core). It is far slower per element
     than the fills, as torch's ``sparse_`` is.
     """
     shape = _target_shape(x, global_shape)

@@ -175,11 +175,6 @@ class DrawnKey:
         self._draw = draw
         self._key: int | None = None
 
-    @property
-    def drawn(self) -> bool:
-        """Whether the key has been drawn."""
-        return self._key is not None
-
     def __call__(self) -> int:
         if self._key is None:
             self._key = self._draw()  # a 64-bit unsigned int (the bindings refuse others)
