@@ -527,13 +527,6 @@ class OrthogonalJob final : public OrthogonalFill {
   std::unique_ptr<Phase2Scratch<S>> p2_;
 };
 
-// The job for b's compute type (validation, every allocation).
-std::unique_ptr<OrthogonalFill> make_job(const BufferView& b, std::optional<int> column_axis,
-                                         const OrthogonalOptions& opt) {
-  if (b.dtype == DType::F64) return std::make_unique<OrthogonalJob<double>>(b, column_axis, opt);
-  return std::make_unique<OrthogonalJob<float>>(b, column_axis, opt);
-}
-
 // Zeros everywhere, then the centre's orthogonal matrix; the centre's job validates and
 // allocates when this is prepared, before the zeros are written.
 class DeltaOrthogonalJob final : public OrthogonalFill {
@@ -555,7 +548,7 @@ class DeltaOrthogonalJob final : public OrthogonalFill {
     centre_.data = b.data + off * dtype_size(b.dtype);
     centre_.shape = {b.shape[nd - 2], b.shape[nd - 1]};
     centre_.strides = {b.strides[nd - 2], b.strides[nd - 1]};
-    centre_job_ = make_job(centre_, column_axis, opt);
+    centre_job_ = prepare_orthogonal(centre_, column_axis, opt);
   }
 
   bool run(uint64_t key, uint64_t stream, const std::function<bool()>& stop) override {
@@ -626,10 +619,12 @@ void householder_from_normals(S* x, int64_t n, int64_t first_row, double* tau, d
 template void householder_from_normals<float>(float*, int64_t, int64_t, double*, double*);
 template void householder_from_normals<double>(double*, int64_t, int64_t, double*, double*);
 
+// The job for b's compute type (validation, every allocation).
 std::unique_ptr<OrthogonalFill> prepare_orthogonal(const BufferView& b,
                                                    std::optional<int> column_axis,
                                                    const OrthogonalOptions& opt) {
-  return make_job(b, column_axis, opt);
+  if (b.dtype == DType::F64) return std::make_unique<OrthogonalJob<double>>(b, column_axis, opt);
+  return std::make_unique<OrthogonalJob<float>>(b, column_axis, opt);
 }
 
 std::unique_ptr<OrthogonalFill> prepare_delta_orthogonal(const BufferView& b,

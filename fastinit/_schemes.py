@@ -848,6 +848,10 @@ def sparse_column_zero_rows(
     """
     if not 1 <= num_zeros <= rows:
         raise ValueError(f"num_zeros must be in [1, {rows}], got {num_zeros}")
+    if num_zeros == rows:  # every row: no selection, no key
+        for start in range(row_start, row_stop, chunk):
+            yield np.arange(start, min(start + chunk, row_stop), dtype=np.int64)
+        return
     rank = num_zeros - 1  # 0-based rank among the remaining candidates
     shift, prefix, count = 64, 0, rows  # candidates: keys whose bits from `shift` up are prefix
 
@@ -946,8 +950,8 @@ def sparse_(
     ~90 MiB with their temporaries) whatever the shape: columns of more than ``2**21`` rows go
     through a radix selection (:func:`sparse_column_zero_rows`), which generates the column's
     keys twice (~1.4x the time of holding whole columns: 0.82 against 0.60 s for two columns
-    of 2**22 rows on a Zen 3 core). It is far slower per element
-    than the fills, as torch's ``sparse_`` is.
+    of 2**22 rows on a Zen 3 core). It is far slower per element than the fills, as torch's
+    ``sparse_`` is.
     """
     shape = _target_shape(x, global_shape)
     if len(shape) != 2:
@@ -995,16 +999,9 @@ def sparse_(
             return
         # Taller columns: each column's zeros in the shard's rows by a bounded radix selection.
         for j in range(c0, c1):
-            runs: Iterator[np.ndarray]
-            if num_zeros == rows:  # every row: no selection
-                runs = (
-                    np.arange(a, min(a + budget, r1), dtype=np.int64) for a in range(r0, r1, budget)
-                )
-            else:
-                runs = sparse_column_zero_rows(
-                    rows, num_zeros, j, r0, r1, key, pattern, chunk=budget
-                )
-            for zero_rows in runs:
+            for zero_rows in sparse_column_zero_rows(
+                rows, num_zeros, j, r0, r1, key, pattern, chunk=budget
+            ):
                 zero(zero_rows * cols + j)
 
     run_seeded(seed, write)

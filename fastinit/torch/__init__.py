@@ -13,7 +13,11 @@ default CPU generator (``torch.randint(-2**63, 2**63 - 1, (), generator=...)``),
 tensor with ``seed=<that int>`` (key = the seed, stream 0). So ``torch.manual_seed(s)`` makes a
 program reproducible exactly as it was with ``torch.nn.init`` (with other values), and
 ``generator=torch.Generator().manual_seed(s)`` gives the same values as the default generator
-seeded with ``s``. One call consumes one draw, whatever the tensor's size.
+seeded with ``s``. One call consumes one draw, whatever the tensor's size. The draw comes after
+the kernels' checks: a call they refuse (overlapping elements, a truncation interval with no
+float32 probability mass, a non-finite mean) draws nothing and goes to torch's own function,
+which then gives torch's values and leaves the generator where torch leaves it (a DTensor's
+seed, common to the mesh, is drawn first: there the generator is one draw on).
 
 The values of a native fill depend on the tensor's logical positions only, so a
 ``channels_last`` or transposed tensor gets the values of its contiguous counterpart.
